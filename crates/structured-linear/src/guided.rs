@@ -1,0 +1,159 @@
+//! Self-guided training (paper.md §2): a dense guide trained beside a structured layer and mixed
+//! in with a weight `alpha` that the trainer decays from 1 to 0.
+
+use burn::module::{Module, Param};
+use burn::tensor::{backend::Backend, Tensor};
+use rand::Rng;
+
+use crate::error::LayerError;
+use crate::linear::{flatten_tokens, StructuredLinear};
+
+/// A structured layer with an optional dense guide:
+/// `y = alpha * x W_guide + (1 - alpha) * structured(x) + bias` (one bias, the layer's).
+///
+/// `alpha` is not a trained parameter: the caller sets it (once per optimizer step) with
+/// [`SelfGuided::set_alpha`]. With `alpha == 0` or no guide, the guide costs no compute; with
+/// `alpha == 1` the structured product is skipped. Neither `alpha` nor `reduce_flop` is stored in
+/// the module's record.
+#[derive(Module, Debug)]
+pub struct SelfGuided<B: Backend> {
+    /// The structured layer; it owns the bias.
+    pub layer: StructuredLinear<B>,
+    /// Dense guide `W_guide`, `[d_in, d_out]`; `None` when the layer is not guided (or no longer).
+    pub guide: Option<Param<Tensor<B, 2>>>,
+    alpha: f64,
+    reduce_flop: bool,
+}
+
+impl<B: Backend> SelfGuided<B> {
+    /// Wraps `layer` without a guide: a plain structured layer.
+    pub fn plain(layer: StructuredLinear<B>) -> Self {
+        Self {
+            layer,
+            guide: None,
+            alpha: 0.0,
+            reduce_flop: false,
+        }
+    }
+
+    /// Wraps `layer` with a guide initialised to its merged dense matrix (for BlockShuffle with
+    /// the shuffle included), so training starts from the same function. `alpha` starts at 1.
+    pub fn guided(layer: StructuredLinear<B>, reduce_flop: bool) -> Self {
+        let guide = Param::from_tensor(layer.merged_weight().detach());
+        Self {
+            layer,
+            guide: Some(guide),
+            alpha: 1.0,
+            reduce_flop,
+        }
+    }
+
+    /// Sets the guide's mixing weight; it must lie in `[0, 1]`.
+    pub fn set_alpha(&mut self, alpha: f64) -> Result<(), LayerError> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(LayerError::BadAlpha { alpha });
+        }
+        self.alpha = alpha;
+        Ok(())
+    }
+
+    /// The current mixing weight (0 when there is no guide).
+    pub fn alpha(&self) -> f64 {
+        if self.guide.is_some() {
+            self.alpha
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether each forward evaluates the guide only with probability `alpha`.
+    pub fn reduce_flop(&self) -> bool {
+        self.reduce_flop
+    }
+
+    /// Switches reduce_flop mode on or off.
+    pub fn set_reduce_flop(&mut self, on: bool) {
+        self.reduce_flop = on;
+    }
+
+    /// Whether the guide is present and has a non-zero weight.
+    pub fn guide_active(&self) -> bool {
+        self.guide.is_some() && self.alpha > 0.0
+    }
+
+    /// Removes the guide for good (after the guided phase); its cost and memory disappear.
+    pub fn drop_guide(&mut self) {
+        self.guide = None;
+        self.alpha = 0.0;
+    }
+
+    /// Deterministic mix of guide and structured path.
+    ///
+    /// # Shapes
+    /// - x: `[..., d_in]` -> `[..., d_out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let guide = match &self.guide {
+            Some(guide) if self.alpha > 0.0 => guide,
+            _ => return self.layer.forward(x),
+        };
+        let (x2, mut dims) = flatten_tokens(x.clone());
+        dims[D - 1] = self.layer.d_out();
+        let from_guide: Tensor<B, D> = x2.matmul(guide.val()).reshape(dims);
+        let y = if self.alpha >= 1.0 {
+            from_guide
+        } else {
+            from_guide.mul_scalar(self.alpha)
+                + self.layer.forward_no_bias(x).mul_scalar(1.0 - self.alpha)
+        };
+        match self.layer.bias() {
+            Some(bias) => y + bias.unsqueeze::<D>(),
+            None => y,
+        }
+    }
+
+    /// Draws whether this forward uses the guide: always outside reduce_flop mode (when the
+    /// guide is active), with probability `alpha` inside it.
+    pub fn draw_guide<R: Rng + ?Sized>(&self, rng: &mut R) -> bool {
+        if !self.guide_active() {
+            return false;
+        }
+        if !self.reduce_flop {
+            return true;
+        }
+        rng.random::<f64>() < self.alpha
+    }
+
+    /// Forward with reduce_flop's Bernoulli draw from the caller's RNG: the mix when the guide
+    /// is drawn, the structured path alone otherwise. Without reduce_flop, the same as `forward`.
+    ///
+    /// # Shapes
+    /// - x: `[..., d_in]` -> `[..., d_out]`
+    pub fn forward_sampled<const D: usize, R: Rng + ?Sized>(
+        &self,
+        x: Tensor<B, D>,
+        rng: &mut R,
+    ) -> Tensor<B, D> {
+        if self.draw_guide(rng) {
+            self.forward(x)
+        } else {
+            self.layer.forward(x)
+        }
+    }
+
+    /// Forward FLOPs for `tokens` vectors when the guide is evaluated (2 per multiply-add).
+    pub fn forward_flops(&self, tokens: u64) -> u64 {
+        let d = (self.layer.d_in() * self.layer.d_out()) as u64;
+        let structured = self.layer_weight_params();
+        let guide = if self.guide_active() { d } else { 0 };
+        let structured = if self.guide_active() && self.alpha >= 1.0 {
+            0
+        } else {
+            structured
+        };
+        2 * tokens * (structured + guide)
+    }
+
+    fn layer_weight_params(&self) -> u64 {
+        self.layer.num_params() as u64 - self.layer.bias().map_or(0, |b| b.dims()[0] as u64)
+    }
+}
