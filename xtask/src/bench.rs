@@ -199,7 +199,7 @@ fn structure(layer: &str, width: usize, ratio: f64) -> Structure {
         "blockshuffle" => {
             let ideal = (1.0 + e) / e / ratio;
             let n_blocks = (1..=width)
-                .filter(|b| width % b == 0)
+                .filter(|b| width.is_multiple_of(*b))
                 .min_by(|a, b| {
                     let da = (*a as f64 - ideal).abs();
                     let db = (*b as f64 - ideal).abs();

@@ -163,7 +163,7 @@ impl StructuredLinearConfig {
             }
         };
         let divides = |n_blocks: usize, field: &'static str, value: usize| {
-            if value % n_blocks == 0 {
+            if value.is_multiple_of(n_blocks) {
                 Ok(())
             } else {
                 Err(ConfigError::BlocksDoNotDivide {

@@ -136,7 +136,7 @@ impl<B: Backend> BlockShuffle<B> {
 /// `f = i*q + j` to `[b, n, q]` with `z[c, n, m]` = element `f = m*b + c`.
 fn shuffle<B: Backend>(y: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, q] = y.dims();
-    if q % b == 0 {
+    if q.is_multiple_of(b) {
         // j = j1*b + c, so m = i*(q/b) + j1: one permutation, no intermediate copy.
         y.reshape([b, n, q / b, b])
             .permute([3, 1, 0, 2])

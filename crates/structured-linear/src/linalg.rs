@@ -27,8 +27,15 @@ pub(crate) fn to_tensor<B: Backend>(mat: &Mat<f64>, device: &B::Device) -> Tenso
     Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
-/// Thin SVD `m = U diag(s) V^T`, singular values in decreasing order.
-pub(crate) fn thin_svd(m: &Mat<f64>) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>), LayerError> {
+/// A thin SVD `U diag(s) V^T`, singular values in decreasing order.
+pub(crate) struct ThinSvd {
+    pub u: Mat<f64>,
+    pub s: Vec<f64>,
+    pub v: Mat<f64>,
+}
+
+/// Thin SVD of `m`; non-finite entries are an error.
+pub(crate) fn thin_svd(m: &Mat<f64>) -> Result<ThinSvd, LayerError> {
     if m.col_iter().any(|c| c.iter().any(|v| !v.is_finite())) {
         return Err(LayerError::Svd("matrix holds non-finite values".into()));
     }
@@ -36,7 +43,11 @@ pub(crate) fn thin_svd(m: &Mat<f64>) -> Result<(Mat<f64>, Vec<f64>, Mat<f64>), L
         .thin_svd()
         .map_err(|e| LayerError::Svd(format!("{e:?}")))?;
     let s = svd.S().column_vector().iter().copied().collect();
-    Ok((svd.U().to_owned(), s, svd.V().to_owned()))
+    Ok(ThinSvd {
+        u: svd.U().to_owned(),
+        s,
+        v: svd.V().to_owned(),
+    })
 }
 
 /// Best rank-`r` approximation of `m`, split as `(A_r sqrt(S_r), sqrt(S_r) B_r^T)` so that the
@@ -45,7 +56,7 @@ pub(crate) fn truncated_factors(
     m: &Mat<f64>,
     r: usize,
 ) -> Result<(Mat<f64>, Mat<f64>), LayerError> {
-    let (u, s, v) = thin_svd(m)?;
+    let ThinSvd { u, s, v } = thin_svd(m)?;
     let left = Mat::from_fn(m.nrows(), r, |i, k| u[(i, k)] * s[k].sqrt());
     let right = Mat::from_fn(r, m.ncols(), |k, j| s[k].sqrt() * v[(j, k)]);
     Ok((left, right))
@@ -53,6 +64,6 @@ pub(crate) fn truncated_factors(
 
 /// The nearest (semi-)orthogonal matrix `U V^T` to `m` (its polar factor).
 pub(crate) fn nearest_orthogonal(m: &Mat<f64>) -> Result<Mat<f64>, LayerError> {
-    let (u, _, v) = thin_svd(m)?;
+    let ThinSvd { u, v, .. } = thin_svd(m)?;
     Ok(&u * v.transpose())
 }

@@ -1,0 +1,1 @@
+//! Holds the examples of this folder; see `Cargo.toml` for the list.
