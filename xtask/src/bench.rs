@@ -1,4 +1,4 @@
-//! `cargo xtask bench ffn`: times an FFN block (fc1: d -> 4d, GELU (tanh), fc2: 4d -> d; f32, bias,
+//! `cargo xtask bench ffn`: times an FFN block (fc1: d -> 4d, GELU, fc2: 4d -> d; f32, bias,
 //! input requiring grad) forward and forward+backward for dense and each structure at the paper's
 //! 63% and 32% settings, side by side in one run, and prints one JSON object per configuration.
 //!
@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::activation::gelu_approximate;
+use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use serde_json::json;
@@ -23,9 +23,11 @@ const EXPANSION: usize = 4;
 const USAGE: &str =
     "usage: cargo xtask bench ffn [--width W...] [--tokens T...] [--backend ndarray|flex|cpu...]
                             [--layers dense lowrank blockdense blockshuffle] [--ratio R...]
-                            [--repeats N] [--warmup N] [--min-sample-ms MS] [--out FILE]
+                            [--repeats N] [--warmup N] [--min-sample-ms MS] [--gelu erf|tanh]
+                            [--out FILE]
 
 defaults: --width 512 1024 1536 2048 --tokens 2048 --backend flex --ratio 0.63 0.32 --repeats 7
+          --gelu erf (burn's native GELU; compare with the PyTorch peer's `--gelu erf`)
 `--backend cpu` is the faster CPU backend (flex).";
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -49,6 +51,7 @@ struct Options {
     warmup: usize,
     min_sample_ms: f64,
     out: Option<String>,
+    tanh_gelu: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -64,6 +67,7 @@ fn parse(args: &[String]) -> Result<Options> {
         warmup: 2,
         min_sample_ms: 25.0,
         out: None,
+        tanh_gelu: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -126,6 +130,13 @@ fn parse(args: &[String]) -> Result<Options> {
                 o.min_sample_ms = one(&values)?.parse().context("`--min-sample-ms`")?
             }
             "--out" => o.out = Some(one(&values)?),
+            "--gelu" => {
+                o.tanh_gelu = match one(&values)?.as_str() {
+                    "erf" => false,
+                    "tanh" => true,
+                    other => bail!("`--gelu`: `{other}` is not erf or tanh"),
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -217,11 +228,18 @@ fn structure(layer: &str, width: usize, ratio: f64) -> Structure {
 struct Ffn<B: Backend> {
     fc1: StructuredLinear<B>,
     fc2: StructuredLinear<B>,
+    tanh_gelu: bool,
 }
 
 impl<B: Backend> Ffn<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.fc2.forward(gelu_approximate(self.fc1.forward(x)))
+        let h = self.fc1.forward(x);
+        let h = if self.tanh_gelu {
+            gelu_approximate(h)
+        } else {
+            gelu(h)
+        };
+        self.fc2.forward(h)
     }
 }
 
@@ -276,6 +294,7 @@ fn group<B: AutodiffBackend>(
             let model = Ffn {
                 fc1: c1.init::<B>(&device).context("fc1")?,
                 fc2: c2.init::<B>(&device).context("fc2")?,
+                tanh_gelu: o.tanh_gelu,
             };
             configs.push(Config {
                 layer: layer.clone(),
@@ -350,6 +369,7 @@ fn group<B: AutodiffBackend>(
                 "structure": c.structure,
                 "width": width,
                 "tokens": tokens,
+                "gelu": if o.tanh_gelu { "tanh" } else { "erf" },
                 "params_ratio": round4(ratio),
                 "ideal_speedup": round4(1.0 / ratio),
                 "fwd_ms": round4(fwd_ms),
