@@ -106,6 +106,10 @@ pub struct StructuredLinearConfig {
     /// The structure of the weight (default dense).
     #[serde(default)]
     pub structure: Structure,
+    /// LowRank only: a bias `[rank]` added after the first factor, `y = (x V + c) U (+ b)`
+    /// (LPA's 370M setting puts the q/k/v bias there). Default false.
+    #[serde(default)]
+    pub inner_bias: bool,
     /// The initialisation scheme (default normal, std 0.02).
     #[serde(default)]
     pub init: Init,
@@ -119,6 +123,7 @@ impl StructuredLinearConfig {
             d_out,
             bias: true,
             structure: Structure::Dense,
+            inner_bias: false,
             init: Init::default(),
         }
     }
@@ -132,6 +137,12 @@ impl StructuredLinearConfig {
     /// Sets whether a bias is used.
     pub fn with_bias(mut self, bias: bool) -> Self {
         self.bias = bias;
+        self
+    }
+
+    /// Sets whether a LowRank layer has a bias after its first factor.
+    pub fn with_inner_bias(mut self, inner_bias: bool) -> Self {
+        self.inner_bias = inner_bias;
         self
     }
 
@@ -192,6 +203,11 @@ impl StructuredLinearConfig {
                 divides(n_blocks, "d_out", self.d_out)?;
             }
         }
+        if self.inner_bias && !matches!(self.structure, Structure::LowRank { .. }) {
+            return Err(ConfigError::InnerBiasNotApplicable {
+                structure: self.structure.name(),
+            });
+        }
         match self.init {
             Init::Normal { std } | Init::Svd { std } | Init::Orthogonal { std } => {
                 if !(std.is_finite() && std > 0.0) {
@@ -216,13 +232,13 @@ impl StructuredLinearConfig {
         accounting::weight_params(self)
     }
 
-    /// Number of bias parameters (`d_out` or 0).
+    /// Number of bias parameters: `d_out` for the output bias, plus `rank` for an inner bias.
     pub fn bias_params(&self) -> u64 {
-        if self.bias {
-            self.d_out as u64
-        } else {
-            0
-        }
+        let inner = match self.structure {
+            Structure::LowRank { rank } if self.inner_bias => rank as u64,
+            _ => 0,
+        };
+        inner + if self.bias { self.d_out as u64 } else { 0 }
     }
 
     /// Forward FLOPs of the product for `tokens` input vectors, 2 per multiply-add.

@@ -35,6 +35,12 @@ pub enum ConfigError {
         /// The configured value.
         std: f64,
     },
+    /// An inner bias on a structure other than LowRank.
+    #[error("`inner_bias` applies to lowrank layers only, not to `{structure}`")]
+    InnerBiasNotApplicable {
+        /// The structure's name.
+        structure: &'static str,
+    },
     /// An initialisation scheme that the structure does not support.
     #[error("`init` = {init} does not apply to structure `{structure}`")]
     InitNotApplicable {

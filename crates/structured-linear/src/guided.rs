@@ -143,7 +143,7 @@ impl<B: Backend> SelfGuided<B> {
     /// Forward FLOPs for `tokens` vectors when the guide is evaluated (2 per multiply-add).
     pub fn forward_flops(&self, tokens: u64) -> u64 {
         let d = (self.layer.d_in() * self.layer.d_out()) as u64;
-        let structured = self.layer_weight_params();
+        let structured = self.layer.weight_params();
         let guide = if self.guide_active() { d } else { 0 };
         let structured = if self.guide_active() && self.alpha >= 1.0 {
             0
@@ -151,9 +151,5 @@ impl<B: Backend> SelfGuided<B> {
             structured
         };
         2 * tokens * (structured + guide)
-    }
-
-    fn layer_weight_params(&self) -> u64 {
-        self.layer.num_params() as u64 - self.layer.bias().map_or(0, |b| b.dims()[0] as u64)
     }
 }

@@ -16,13 +16,16 @@ pub struct Dense<B: Backend> {
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
-/// Low rank: `y = (x V) U`.
+/// Low rank: `y = (x V + c) U`, the inner bias `c` optional.
 #[derive(Module, Debug)]
 pub struct LowRank<B: Backend> {
     /// First factor `V`, `[d_in, rank]`.
     pub v: Param<Tensor<B, 2>>,
     /// Second factor `U`, `[rank, d_out]`.
     pub u: Param<Tensor<B, 2>>,
+    /// Optional inner bias `c`, `[rank]`, added between the factors. Because the layer is
+    /// linear it folds into the output: `(x V + c) U = x V U + c U`.
+    pub inner_bias: Option<Param<Tensor<B, 1>>>,
     /// `[d_out]`.
     pub bias: Option<Param<Tensor<B, 1>>>,
 }

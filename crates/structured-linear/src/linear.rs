@@ -59,6 +59,9 @@ impl StructuredLinearConfig {
                 StructuredLinear::LowRank(LowRank {
                     v: param(v),
                     u: param(u),
+                    inner_bias: self
+                        .inner_bias
+                        .then(|| Param::from_tensor(Tensor::zeros([rank], device))),
                     bias,
                 })
             }
@@ -189,7 +192,8 @@ impl<B: Backend> StructuredLinear<B> {
         })
     }
 
-    /// The bias `[d_out]`, if any.
+    /// The effective output bias `[d_out]`, if any: the bias, plus `c U` for a LowRank inner
+    /// bias `c`. `forward(x) = x merged_weight() + bias()`.
     pub fn bias(&self) -> Option<Tensor<B, 1>> {
         let bias = match self {
             StructuredLinear::Dense(l) => &l.bias,
@@ -197,7 +201,35 @@ impl<B: Backend> StructuredLinear<B> {
             StructuredLinear::BlockDense(l) => &l.bias,
             StructuredLinear::BlockShuffle(l) => &l.bias,
         };
-        bias.as_ref().map(|b| b.val())
+        let bias = bias.as_ref().map(|b| b.val());
+        let inner = match self {
+            StructuredLinear::LowRank(LowRank {
+                inner_bias: Some(c),
+                u,
+                ..
+            }) => Some(
+                c.val()
+                    .unsqueeze::<2>()
+                    .matmul(u.val())
+                    .reshape([self.d_out()]),
+            ),
+            _ => None,
+        };
+        match (bias, inner) {
+            (Some(b), Some(c)) => Some(b + c),
+            (b, c) => b.or(c),
+        }
+    }
+
+    /// Number of weight parameters (biases excluded).
+    pub fn weight_params(&self) -> u64 {
+        let n = |dims: &[usize]| dims.iter().product::<usize>() as u64;
+        match self {
+            StructuredLinear::Dense(l) => n(&l.weight.dims()),
+            StructuredLinear::LowRank(l) => n(&l.v.dims()) + n(&l.u.dims()),
+            StructuredLinear::BlockDense(l) => n(&l.v.dims()) + n(&l.u.dims()),
+            StructuredLinear::BlockShuffle(l) => n(&l.b1.dims()) + n(&l.b2.dims()),
+        }
     }
 
     /// Input features.
@@ -300,6 +332,9 @@ impl<B: Backend> StructuredLinear<B> {
                 StructuredLinear::LowRank(LowRank {
                     v: param(to_tensor(&v, &device)),
                     u: param(to_tensor(&u, &device)),
+                    inner_bias: config
+                        .inner_bias
+                        .then(|| Param::from_tensor(Tensor::zeros([rank], &device))),
                     bias,
                 })
             }

@@ -78,6 +78,16 @@ fn structures(d_in: usize, d_out: usize) -> Vec<Structure> {
         .collect()
 }
 
+/// Output bias on/off, and for LowRank also the inner bias on/off.
+fn bias_options(structure: Structure) -> Vec<(bool, bool)> {
+    match structure {
+        Structure::LowRank { .. } => {
+            vec![(true, false), (false, false), (true, true), (false, true)]
+        }
+        _ => vec![(true, false), (false, false)],
+    }
+}
+
 const SHAPES: [(usize, usize); 7] = [
     (8, 8),
     (8, 16),
@@ -118,10 +128,11 @@ fn forward_equals_merged_matrix_for_every_structure_and_shape() {
     let mut checked = 0;
     for (d_in, d_out) in SHAPES {
         for structure in structures(d_in, d_out) {
-            for bias in [true, false] {
+            for (bias, inner_bias) in bias_options(structure) {
                 let config = StructuredLinearConfig::new(d_in, d_out)
                     .with_structure(structure)
                     .with_bias(bias)
+                    .with_inner_bias(inner_bias)
                     .with_init(Init::FanIn);
                 let layer = config.init::<TB>(&device).unwrap();
                 let layer = if bias {
@@ -138,6 +149,7 @@ fn forward_equals_merged_matrix_for_every_structure_and_shape() {
                 if let Some(b) = layer.bias() {
                     expected = expected + b.unsqueeze::<2>();
                 }
+                assert_eq!(layer.bias().is_some(), bias || inner_bias);
                 let err = rel_err(&values(y), &values(expected));
                 assert!(
                     err < 1e-5,
@@ -420,6 +432,7 @@ fn finite_differences_match_gradients_of_every_factor_and_the_input() {
         (6, 10, Structure::Dense),
         (6, 10, Structure::LowRank { rank: 3 }),
         (10, 6, Structure::LowRank { rank: 6 }),
+        (7, 5, Structure::LowRank { rank: 2 }),
         (
             8,
             6,
@@ -441,16 +454,17 @@ fn finite_differences_match_gradients_of_every_factor_and_the_input() {
         (12, 8, Structure::BlockShuffle { n_blocks: 4 }),
     ];
     for (d_in, d_out, structure) in cases {
+        // The odd LowRank case also carries an inner bias.
+        let inner_bias = d_in == 7;
         let layer = StructuredLinearConfig::new(d_in, d_out)
             .with_structure(structure)
+            .with_inner_bias(inner_bias)
             .with_init(Init::FanIn)
             .init::<GradB>(&device)
             .unwrap();
         let layer = with_random_bias(layer, &device);
-        assert_eq!(
-            num_tensors(&layer),
-            if structure == Structure::Dense { 2 } else { 3 }
-        );
+        let factors = if structure == Structure::Dense { 1 } else { 2 };
+        assert_eq!(num_tensors(&layer), factors + 1 + usize::from(inner_bias));
         check_gradients(layer, d_in, d_out, |m, x| m.forward(x));
     }
 }
@@ -944,10 +958,11 @@ fn built_layers_hold_exactly_the_counted_parameters() {
     let _rng = seeded::<TB>(&device, 0);
     for (d_in, d_out) in SHAPES {
         for structure in structures(d_in, d_out) {
-            for bias in [true, false] {
+            for (bias, inner_bias) in bias_options(structure) {
                 let config = StructuredLinearConfig::new(d_in, d_out)
                     .with_structure(structure)
-                    .with_bias(bias);
+                    .with_bias(bias)
+                    .with_inner_bias(inner_bias);
                 let layer = config.init::<TB>(&device).unwrap();
                 assert_eq!(
                     layer.num_params() as u64,
@@ -956,6 +971,7 @@ fn built_layers_hold_exactly_the_counted_parameters() {
                 );
                 assert_eq!(layer.structure(), structure);
                 assert_eq!((layer.d_in(), layer.d_out()), (d_in, d_out));
+                assert_eq!(layer.weight_params(), config.weight_params());
             }
         }
     }
@@ -1095,6 +1111,20 @@ fn each_invalid_config_gives_its_own_error() {
             ConfigError::InitNotApplicable {
                 init: "svd",
                 structure: "blockshuffle",
+            },
+        ),
+        (
+            cfg(
+                8,
+                8,
+                Structure::BlockDense {
+                    n_blocks: 2,
+                    rank: 4,
+                },
+            )
+            .with_inner_bias(true),
+            ConfigError::InnerBiasNotApplicable {
+                structure: "blockdense",
             },
         ),
         (

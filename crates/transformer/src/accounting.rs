@@ -1,0 +1,156 @@
+//! Exact parameter counts and FLOPs of a model, computed from its configuration alone
+//! (paper.md §3), so that even the 1.3B models are counted without allocating them.
+
+use serde::Serialize;
+
+use crate::config::{NormKind, Position, TransformerConfig};
+
+/// Where a model's parameters are. `total` is the sum of the other fields.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ParamBreakdown {
+    /// Every trained parameter (embeddings counted once when tied; guides excluded).
+    pub total: u64,
+    /// Token embedding, plus the learned position embedding.
+    pub embedding: u64,
+    /// Untied output head weights (0 when tied).
+    pub head: u64,
+    /// Weights of the q, k, v, o projections.
+    pub attention_weights: u64,
+    /// Weights of the FFN matrices.
+    pub ffn_weights: u64,
+    /// Norm weights and biases.
+    pub norms: u64,
+    /// Biases of the linear layers and the head.
+    pub biases: u64,
+    /// Dense guide weights added by self-guided training (not in `total`).
+    pub guide_weights: u64,
+}
+
+/// Parameter breakdown of a configuration.
+pub fn params(config: &TransformerConfig) -> ParamBreakdown {
+    let (d, v) = (config.d_model as u64, config.vocab_size as u64);
+    let mut p = ParamBreakdown {
+        embedding: v * d,
+        ..Default::default()
+    };
+    if config.position == Position::Learned {
+        p.embedding += config.max_seq_len as u64 * d;
+    }
+    if !config.tie_embeddings {
+        p.head = d * v;
+        if config.head_bias {
+            p.biases += v;
+        }
+    }
+    let norm = match config.norm {
+        NormKind::LayerNorm => 2 * d,
+        NormKind::RmsNorm => d,
+    };
+    p.norms = 2 * norm * config.n_layers as u64 + if config.final_norm { norm } else { 0 };
+    for layer in 0..config.n_layers {
+        for place in config.places() {
+            let linear = config.linear(layer, place);
+            let weights = linear.weight_params();
+            match place.path().starts_with("attention") {
+                true => p.attention_weights += weights,
+                false => p.ffn_weights += weights,
+            }
+            p.biases += linear.bias_params();
+            if config.self_guided && linear.structure != structured_linear::Structure::Dense {
+                p.guide_weights += (linear.d_in * linear.d_out) as u64;
+            }
+        }
+    }
+    p.total = p.embedding + p.head + p.attention_weights + p.ffn_weights + p.norms + p.biases;
+    p
+}
+
+/// Forward FLOPs (2 per multiply-add) as the paper counts them (paper.md §3).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct FlopCounts {
+    /// Projections of q, k, v, o (all layers), per token.
+    pub attention_projections: u64,
+    /// Scores and weighted values (all layers), per token at the given context.
+    pub attention_scores: u64,
+    /// FFN matrices (all layers), per token.
+    pub ffn: u64,
+    /// Output head (logits), per token.
+    pub head: u64,
+    /// Sum of the above: forward FLOPs per token.
+    pub forward_per_token: u64,
+}
+
+/// Forward FLOPs per token for sequences of `seq_len` tokens.
+///
+/// The paper's formula: `2 (P_attn + P_ffn) + 2 L sdp / T + 2 V d`, where `sdp = 2 T^2 d_attn` per
+/// sequence (no causal halving) and `P_*` are weight counts (for dense attention `2 P_attn` is the
+/// paper's `2 (qo + kv)`). With `causal`, the score term counts only the `T (T + 1) / 2` visible
+/// pairs. `guides` adds the dense guide weights of self-guided training to the FFN (and any
+/// structured attention) term. Norms, softmax, activations and embedding lookups are not counted.
+pub fn forward_flops(
+    config: &TransformerConfig,
+    seq_len: usize,
+    causal: bool,
+    guides: bool,
+) -> FlopCounts {
+    let p = params(config);
+    let (l, t, da) = (config.n_layers as u64, seq_len as u64, config.d_attn as u64);
+    let guide = if guides { p.guide_weights } else { 0 };
+    // Guides of structured attention projections (LPA with SGT) are counted with the attention.
+    let attn_guides: u64 = if guides {
+        attention_guide_weights(config)
+    } else {
+        0
+    };
+    let scores = if causal {
+        // 2 (QK^T and AV) x 2 FLOPs x d_attn x visible pairs / T tokens.
+        4 * l * da * (t + 1) / 2
+    } else {
+        4 * l * da * t
+    };
+    let mut f = FlopCounts {
+        attention_projections: 2 * (p.attention_weights + attn_guides),
+        attention_scores: scores,
+        ffn: 2 * (p.ffn_weights + guide - attn_guides),
+        head: 2 * config.vocab_size as u64 * config.d_model as u64,
+        forward_per_token: 0,
+    };
+    f.forward_per_token = f.attention_projections + f.attention_scores + f.ffn + f.head;
+    f
+}
+
+fn attention_guide_weights(config: &TransformerConfig) -> u64 {
+    if !config.self_guided {
+        return 0;
+    }
+    let mut total = 0;
+    for layer in 0..config.n_layers {
+        for place in config.places() {
+            let linear = config.linear(layer, place);
+            if place.path().starts_with("attention")
+                && linear.structure != structured_linear::Structure::Dense
+            {
+                total += (linear.d_in * linear.d_out) as u64;
+            }
+        }
+    }
+    total
+}
+
+/// Training FLOPs for `tokens` tokens in sequences of `seq_len`: 3 x forward (paper.md §3).
+pub fn training_flops(
+    config: &TransformerConfig,
+    tokens: u64,
+    seq_len: usize,
+    causal: bool,
+) -> f64 {
+    3.0 * tokens as f64 * forward_flops(config, seq_len, causal, false).forward_per_token as f64
+}
+
+/// Model FLOPs utilisation: achieved FLOP/s over the device's peak FLOP/s.
+pub fn mfu(flops: f64, seconds: f64, peak_flops_per_second: f64) -> f64 {
+    if seconds <= 0.0 || peak_flops_per_second <= 0.0 {
+        return 0.0;
+    }
+    flops / seconds / peak_flops_per_second
+}

@@ -1,0 +1,56 @@
+//! Typed errors of the transformer crate.
+
+use structured_linear::LayerError;
+use thiserror::Error;
+
+/// A model configuration, input or generation request that cannot be used.
+#[derive(Error, Debug, Clone, PartialEq)]
+pub enum ModelError {
+    /// A configuration field with an invalid value.
+    #[error("`{field}`: {problem}")]
+    Invalid {
+        /// The field, dotted for nested ones (`ffn.fc1`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A structured layer that cannot be built at a place of the model.
+    #[error("`{place}`: {source}")]
+    Layer {
+        /// Where in the model (`ffn.fc1`, `attention.q`).
+        place: String,
+        /// The layer's error.
+        source: LayerError,
+    },
+    /// More tokens than the context or the KV cache holds.
+    #[error("{needed} positions needed but the context holds {capacity} (max_seq_len)")]
+    ContextOverflow {
+        /// Positions the request needs.
+        needed: usize,
+        /// Positions available.
+        capacity: usize,
+    },
+    /// A KV cache that belongs to a different model or batch.
+    #[error("KV cache mismatch: {0}")]
+    CacheMismatch(String),
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary (vocab_size {vocab_size})")]
+    TokenOutOfRange {
+        /// The token id.
+        id: u32,
+        /// The model's vocabulary size.
+        vocab_size: usize,
+    },
+    /// An empty prompt or batch.
+    #[error("empty input: {0}")]
+    Empty(&'static str),
+}
+
+impl ModelError {
+    pub(crate) fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ModelError::Invalid {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}

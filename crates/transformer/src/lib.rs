@@ -1,0 +1,31 @@
+//! Decoder-only transformer language models whose linear layers are structured matrices.
+//!
+//! - [`TransformerConfig`] in design.md's glossary, validated field by field;
+//! - [`Transformer`]: grouped-query causal attention (RoPE or learned positions), GELU /
+//!   SwiGLU / ReLU FFN, pre-norm or branch-output norms, structure per place (FFN fc1/fc2 with a
+//!   dense first layer; attention q/k/v/o for LPA), self-guided layers with one model-wide alpha;
+//! - an explicit [`KvCache`] for prefill and token-by-token decoding;
+//! - [`generate`] with temperature, top-k, top-p and a seed; pre-merge ([`Transformer::merged`])
+//!   and a token-count [`Dispatching`] model;
+//! - exact parameter and FLOP accounting ([`accounting`]) and the model [`zoo`].
+
+pub mod accounting;
+mod config;
+mod error;
+mod generate;
+mod model;
+pub mod zoo;
+
+pub use config::{
+    ActivationKind, AttentionStructure, FfnStructure, NormKind, NormPlacement, Place, Position,
+    TransformerConfig,
+};
+pub use error::ModelError;
+pub use generate::{
+    generate, Dispatching, GenerateConfig, LanguageModel, Sampler, SamplingConfig,
+    DEFAULT_DISPATCH_THRESHOLD,
+};
+pub use model::{gelu_tanh, Attention, Block, Ffn, KvCache, Norm, Transformer};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,596 @@
+//! The decoder-only transformer: norms, grouped-query attention with RoPE or learned positions,
+//! FFN (GELU / SwiGLU / ReLU), blocks, the model, and its explicit KV cache.
+//!
+//! Every linear layer is a [`SelfGuided`] structured layer (guide absent unless the config asks
+//! for self-guided training), so the model never forks per structure.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{relu, sigmoid, silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
+use structured_linear::{SelfGuided, Structure};
+
+use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
+use crate::error::ModelError;
+
+/// LayerNorm or RMSNorm.
+#[derive(Module, Debug)]
+pub enum Norm<B: Backend> {
+    /// LayerNorm (weight and bias).
+    Layer(LayerNorm<B>),
+    /// RMSNorm (weight only).
+    Rms(RmsNorm<B>),
+}
+
+impl<B: Backend> Norm<B> {
+    fn new(kind: NormKind, d: usize, device: &B::Device) -> Self {
+        match kind {
+            NormKind::LayerNorm => Norm::Layer(LayerNormConfig::new(d).init(device)),
+            NormKind::RmsNorm => Norm::Rms(RmsNormConfig::new(d).init(device)),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` -> same
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+fn linear<B: Backend>(
+    config: &TransformerConfig,
+    layer: usize,
+    place: Place,
+    device: &B::Device,
+) -> Result<SelfGuided<B>, ModelError> {
+    let lc = config.linear(layer, place);
+    let built = lc.init(device).map_err(|source| ModelError::Layer {
+        place: place.path().into(),
+        source,
+    })?;
+    Ok(if config.self_guided && lc.structure != Structure::Dense {
+        SelfGuided::guided(built, false)
+    } else {
+        SelfGuided::plain(built)
+    })
+}
+
+/// Grouped-query causal self-attention.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// `d_model -> d_attn`.
+    pub q: SelfGuided<B>,
+    /// `d_model -> kv_dim`.
+    pub k: SelfGuided<B>,
+    /// `d_model -> kv_dim`.
+    pub v: SelfGuided<B>,
+    /// `d_attn -> d_model`.
+    pub o: SelfGuided<B>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    /// RoPE frequency base; 0 when positions are learned instead.
+    rope_base: f64,
+}
+
+/// Cached keys and values of one layer, `[batch, n_kv_heads, len, head_dim]` each (post-RoPE).
+#[derive(Clone, Debug)]
+pub(crate) struct LayerCache<B: Backend> {
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+}
+
+/// Rotates `x` `[batch, heads, seq, head_dim]` by the RoPE angles of positions
+/// `offset..offset + seq` (half-split pairs `(i, i + head_dim / 2)`).
+pub(crate) fn apply_rope<B: Backend>(x: Tensor<B, 4>, offset: usize, base: f64) -> Tensor<B, 4> {
+    let [b, h, t, d] = x.dims();
+    let half = d / 2;
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for pos in offset..offset + t {
+        for i in 0..half {
+            let angle = pos as f64 * base.powf(-2.0 * i as f64 / d as f64);
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    let device = x.device();
+    let cos = Tensor::<B, 2>::from_data(TensorData::new(cos, [t, half]), &device)
+        .reshape([1, 1, t, half]);
+    let sin = Tensor::<B, 2>::from_data(TensorData::new(sin, [t, half]), &device)
+        .reshape([1, 1, t, half]);
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+    let r2 = x1 * sin + x2 * cos;
+    Tensor::cat(vec![r1, r2], 3).reshape([b, h, t, d])
+}
+
+/// `true` where query `i` (at position `offset + i`) must not see key `j`.
+fn causal_mask<B: Backend>(
+    t: usize,
+    s: usize,
+    offset: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Bool> {
+    let mask: Vec<bool> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| j > offset + i))
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [t, s]), device)
+}
+
+impl<B: Backend> Attention<B> {
+    fn new(
+        config: &TransformerConfig,
+        layer: usize,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            q: linear(config, layer, Place::Q, device)?,
+            k: linear(config, layer, Place::K, device)?,
+            v: linear(config, layer, Place::V, device)?,
+            o: linear(config, layer, Place::O, device)?,
+            n_heads: config.n_heads,
+            n_kv_heads: config.n_kv_heads,
+            head_dim: config.head_dim(),
+            rope_base: match config.position {
+                Position::Rope { base } => base,
+                Position::Learned => 0.0,
+            },
+        })
+    }
+
+    /// Attention of `x` (positions `offset..`) over the cache's keys plus its own; appends its
+    /// keys and values to `cache` when one is given.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` -> `[batch, seq, d_model]`
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        offset: usize,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        let [b, t, _] = x.dims();
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = self
+            .q
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k
+            .forward(x.clone())
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
+        let v = self.v.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+        let (q, k) = if self.rope_base > 0.0 {
+            (
+                apply_rope(q, offset, self.rope_base),
+                apply_rope(k, offset, self.rope_base),
+            )
+        } else {
+            (q, k)
+        };
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some(prev) => (
+                        Tensor::cat(vec![prev.k, k], 2),
+                        Tensor::cat(vec![prev.v, v], 2),
+                    ),
+                    None => (k, v),
+                };
+                *slot = Some(LayerCache {
+                    k: k.clone(),
+                    v: v.clone(),
+                });
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let s = k.dims()[2];
+        // Grouped-query attention: each kv head serves n_heads / n_kv_heads query heads.
+        let group = h / kvh;
+        let expand = |x: Tensor<B, 4>| {
+            if group == 1 {
+                x
+            } else {
+                x.unsqueeze_dim::<5>(2)
+                    .expand([b, kvh, group, s, hd])
+                    .reshape([b, h, s, hd])
+            }
+        };
+        let (k, v) = (expand(k), expand(v));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt());
+        let mask = causal_mask::<B>(t, s, offset, &scores.device())
+            .reshape([1, 1, t, s])
+            .expand([b, h, t, s]);
+        let weights = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
+        self.o.forward(out)
+    }
+}
+
+/// The feed-forward network.
+#[derive(Module, Debug)]
+pub struct Ffn<B: Backend> {
+    /// `d_model -> d_ff` (SwiGLU: the up projection).
+    pub fc1: SelfGuided<B>,
+    /// SwiGLU gate, `d_model -> d_ff`.
+    pub gate: Option<SelfGuided<B>>,
+    /// `d_ff -> d_model`.
+    pub fc2: SelfGuided<B>,
+    relu: bool,
+}
+
+/// GELU, tanh approximation, written as `x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))` (the same
+/// function as `0.5 x (1 + tanh(...))`), which needs fewer passes than burn's `gelu_approximate`.
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    const C: f64 = 1.595_769_121_605_730_7; // 2 * sqrt(2 / pi)
+    let inner = x.clone()
+        * (x.clone() * x.clone())
+            .mul_scalar(C * 0.044_715)
+            .add_scalar(C);
+    x * sigmoid(inner)
+}
+
+impl<B: Backend> Ffn<B> {
+    fn new(
+        config: &TransformerConfig,
+        layer: usize,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            fc1: linear(config, layer, Place::Fc1, device)?,
+            gate: match config.activation {
+                ActivationKind::SwiGlu => Some(linear(config, layer, Place::Gate, device)?),
+                _ => None,
+            },
+            fc2: linear(config, layer, Place::Fc2, device)?,
+            relu: config.activation == ActivationKind::Relu,
+        })
+    }
+
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` -> same
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let h = match &self.gate {
+            Some(gate) => silu(gate.forward(x.clone())) * self.fc1.forward(x),
+            None if self.relu => relu(self.fc1.forward(x)),
+            None => gelu_tanh(self.fc1.forward(x)),
+        };
+        self.fc2.forward(h)
+    }
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Norm of the attention branch (before it, or on its output).
+    pub norm1: Norm<B>,
+    /// Self-attention.
+    pub attn: Attention<B>,
+    /// Norm of the FFN branch.
+    pub norm2: Norm<B>,
+    /// Feed-forward network.
+    pub ffn: Ffn<B>,
+    dropout: Dropout,
+    branch_output_norm: bool,
+}
+
+impl<B: Backend> Block<B> {
+    fn new(
+        config: &TransformerConfig,
+        layer: usize,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            norm1: Norm::new(config.norm, config.d_model, device),
+            attn: Attention::new(config, layer, device)?,
+            norm2: Norm::new(config.norm, config.d_model, device),
+            ffn: Ffn::new(config, layer, device)?,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            branch_output_norm: config.norm_placement == NormPlacement::BranchOutput,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        offset: usize,
+        cache: Option<&mut Option<LayerCache<B>>>,
+    ) -> Tensor<B, 3> {
+        if self.branch_output_norm {
+            let a = self
+                .norm1
+                .forward(self.attn.forward(x.clone(), offset, cache));
+            let x = x + self.dropout.forward(a);
+            let f = self.norm2.forward(self.ffn.forward(x.clone()));
+            x + self.dropout.forward(f)
+        } else {
+            let a = self
+                .attn
+                .forward(self.norm1.forward(x.clone()), offset, cache);
+            let x = x + self.dropout.forward(a);
+            let f = self.ffn.forward(self.norm2.forward(x.clone()));
+            x + self.dropout.forward(f)
+        }
+    }
+}
+
+/// The KV cache of one generation batch: explicit state passed next to the model.
+///
+/// Positions continue from [`KvCache::len`]; going past the model's `max_seq_len` is an error.
+#[derive(Clone, Debug)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<LayerCache<B>>>,
+    len: usize,
+    capacity: usize,
+    batch: Option<usize>,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// An empty cache for `config`'s model.
+    pub fn new(config: &TransformerConfig) -> Self {
+        Self {
+            layers: vec![None; config.n_layers],
+            len: 0,
+            capacity: config.max_seq_len,
+            batch: None,
+        }
+    }
+
+    /// Tokens cached so far (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold (the model's `max_seq_len`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets everything: the next call starts at position 0.
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(|l| *l = None);
+        self.len = 0;
+        self.batch = None;
+    }
+}
+
+/// A decoder-only transformer language model.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// Token embedding `[vocab_size, d_model]`.
+    pub tok_emb: Param<Tensor<B, 2>>,
+    /// Learned position embedding `[max_seq_len, d_model]` (None with RoPE).
+    pub pos_emb: Option<Param<Tensor<B, 2>>>,
+    /// The blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Final norm (None when the config has none).
+    pub final_norm: Option<Norm<B>>,
+    /// Untied output head `[d_model, vocab_size]` (None when tied to `tok_emb`).
+    pub head: Option<Param<Tensor<B, 2>>>,
+    /// Bias of the untied head `[vocab_size]`.
+    pub head_bias: Option<Param<Tensor<B, 1>>>,
+    dropout: Dropout,
+    #[module(skip)]
+    config: TransformerConfig,
+}
+
+impl TransformerConfig {
+    /// Validates the configuration and builds the model with its initialisation: linear
+    /// weights and embeddings ~ N(0, init_std^2) (or the structured init configured), biases 0,
+    /// norms 1 (weight) and 0 (bias).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Transformer<B>, ModelError> {
+        self.validate()?;
+        let normal = |shape: [usize; 2]| {
+            Param::from_tensor(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, self.init_std),
+                device,
+            ))
+        };
+        let blocks = (0..self.n_layers)
+            .map(|layer| Block::new(self, layer, device))
+            .collect::<Result<_, _>>()?;
+        Ok(Transformer {
+            tok_emb: normal([self.vocab_size, self.d_model]),
+            pos_emb: (self.position == Position::Learned)
+                .then(|| normal([self.max_seq_len, self.d_model])),
+            blocks,
+            final_norm: self
+                .final_norm
+                .then(|| Norm::new(self.norm, self.d_model, device)),
+            head: (!self.tie_embeddings).then(|| normal([self.d_model, self.vocab_size])),
+            head_bias: (!self.tie_embeddings && self.head_bias)
+                .then(|| Param::from_tensor(Tensor::zeros([self.vocab_size], device))),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            config: self.clone(),
+        })
+    }
+}
+
+impl<B: Backend> Transformer<B> {
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &TransformerConfig {
+        &self.config
+    }
+
+    /// Full causal forward of a batch of sequences starting at position 0.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> logits `[batch, seq, vocab_size]`
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, ModelError> {
+        let [_, t] = tokens.dims();
+        self.check(t, 0)?;
+        Ok(self.run(tokens, 0, None))
+    }
+
+    /// Forward of the next tokens of every sequence in the batch, continuing from the cache
+    /// (prefill when the cache is empty, one decoding step for `seq == 1`).
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> logits `[batch, seq, vocab_size]`
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let [b, t] = tokens.dims();
+        if cache.layers.len() != self.blocks.len() || cache.capacity != self.config.max_seq_len {
+            return Err(ModelError::CacheMismatch(format!(
+                "cache for {} layers / {} positions, model has {} / {}",
+                cache.layers.len(),
+                cache.capacity,
+                self.blocks.len(),
+                self.config.max_seq_len
+            )));
+        }
+        if let Some(batch) = cache.batch {
+            if batch != b {
+                return Err(ModelError::CacheMismatch(format!(
+                    "cache holds a batch of {batch}, got {b}"
+                )));
+            }
+        }
+        self.check(t, cache.len)?;
+        let offset = cache.len;
+        let logits = self.run(tokens, offset, Some(&mut cache.layers));
+        cache.len += t;
+        cache.batch = Some(b);
+        Ok(logits)
+    }
+
+    fn check(&self, t: usize, offset: usize) -> Result<(), ModelError> {
+        if t == 0 {
+            return Err(ModelError::Empty("no tokens"));
+        }
+        if offset + t > self.config.max_seq_len {
+            return Err(ModelError::ContextOverflow {
+                needed: offset + t,
+                capacity: self.config.max_seq_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        offset: usize,
+        mut cache: Option<&mut Vec<Option<LayerCache<B>>>>,
+    ) -> Tensor<B, 3> {
+        let [b, t] = tokens.dims();
+        let (d, v) = (self.config.d_model, self.config.vocab_size);
+        let mut x = burn::tensor::module::embedding(self.tok_emb.val(), tokens);
+        if let Some(pos) = &self.pos_emb {
+            x = x + pos.val().narrow(0, offset, t).reshape([1, t, d]);
+        }
+        x = self.dropout.forward(x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|layers| &mut layers[i]);
+            x = block.forward(x, offset, slot);
+        }
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(x);
+        }
+        let x = x.reshape([b * t, d]);
+        let logits = match &self.head {
+            Some(head) => x.matmul(head.val()),
+            None => x.matmul(self.tok_emb.val().transpose()),
+        };
+        let logits = match &self.head_bias {
+            Some(bias) => logits + bias.val().unsqueeze::<2>(),
+            None => logits,
+        };
+        logits.reshape([b, t, v])
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut SelfGuided<B>> {
+        let mut out = Vec::new();
+        for block in self.blocks.iter_mut() {
+            let a = &mut block.attn;
+            out.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
+            let f = &mut block.ffn;
+            out.push(&mut f.fc1);
+            if let Some(g) = f.gate.as_mut() {
+                out.push(g);
+            }
+            out.push(&mut f.fc2);
+        }
+        out
+    }
+
+    /// Every linear layer of the model, block by block (q, k, v, o, fc1, [gate], fc2).
+    pub fn linears(&self) -> Vec<&SelfGuided<B>> {
+        let mut out = Vec::new();
+        for block in &self.blocks {
+            let a = &block.attn;
+            out.extend([&a.q, &a.k, &a.v, &a.o]);
+            out.push(&block.ffn.fc1);
+            if let Some(g) = &block.ffn.gate {
+                out.push(g);
+            }
+            out.push(&block.ffn.fc2);
+        }
+        out
+    }
+
+    /// Sets the self-guided mixing weight of every guided layer (one alpha for the model).
+    pub fn set_alpha(&mut self, alpha: f64) -> Result<(), ModelError> {
+        for l in self.linears_mut() {
+            if l.guide.is_some() {
+                l.set_alpha(alpha).map_err(|source| ModelError::Layer {
+                    place: "self_guided".into(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Switches reduce_flop mode on every guided layer.
+    pub fn set_reduce_flop(&mut self, on: bool) {
+        self.linears_mut()
+            .into_iter()
+            .for_each(|l| l.set_reduce_flop(on));
+    }
+
+    /// Drops every guide for good (end of the guided phase).
+    pub fn drop_guides(&mut self) {
+        self.linears_mut().into_iter().for_each(|l| l.drop_guide());
+        self.config.self_guided = false;
+    }
+
+    /// Pre-merge: the same model with every structured layer folded into one dense matrix and
+    /// the guides dropped. Its outputs equal this model's (with guides inactive) to float
+    /// tolerance; its parameters are the dense model's.
+    pub fn merged(&self) -> Transformer<B> {
+        let mut out = self.clone();
+        for l in out.linears_mut() {
+            *l = SelfGuided::plain(l.layer.to_dense());
+        }
+        let c = &mut out.config;
+        c.self_guided = false;
+        c.ffn.fc1 = Structure::Dense;
+        c.ffn.fc2 = Structure::Dense;
+        c.attention.q = Structure::Dense;
+        c.attention.k = Structure::Dense;
+        c.attention.v = Structure::Dense;
+        c.attention.o = Structure::Dense;
+        out
+    }
+}
