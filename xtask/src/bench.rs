@@ -33,11 +33,12 @@ defaults: --width 512 1024 1536 2048 --tokens 2048 --backend flex --ratio 0.63 0
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ffn") => ffn(&args[1..]),
+        Some("ops") => ops(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
         }
-        Some(other) => bail!("unknown benchmark `{other}` (available: ffn)"),
+        Some(other) => bail!("unknown benchmark `{other}` (available: ffn, ops)"),
     }
 }
 
@@ -390,4 +391,79 @@ fn group<B: AutodiffBackend>(
 
 fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
+}
+
+/// `cargo xtask bench ops`: the building blocks of the FFN benchmark at its d = 1024, 2048-token
+/// shapes (one matmul of fc1, GELU and a bias add on the hidden activations), to see where the
+/// time goes. One JSON line per backend and op, median of 5.
+fn ops(args: &[String]) -> Result<()> {
+    let mut backends = vec!["flex".to_string(), "ndarray".to_string()];
+    match args {
+        [] => {}
+        [flag, rest @ ..] if flag == "--backend" && !rest.is_empty() => backends = rest.to_vec(),
+        _ => bail!("usage: cargo xtask bench ops [--backend ndarray|flex...]"),
+    }
+    for backend in &backends {
+        match backend.as_str() {
+            "ndarray" => ops_on::<NdArray>("ndarray"),
+            "flex" | "cpu" => ops_on::<Flex>("flex"),
+            other => bail!("unknown CPU backend `{other}` (ndarray, flex, cpu)"),
+        }
+    }
+    Ok(())
+}
+
+fn ops_on<B: Backend>(backend: &str) {
+    let device = B::Device::default();
+    let (t, d, h): (usize, usize, usize) = (2048, 1024, 4096);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<B, 2>::random([t, d], normal, &device);
+    let w = Tensor::<B, 2>::random([d, h], normal, &device);
+    let hid = Tensor::<B, 2>::random([t, h], normal, &device);
+    let bias = Tensor::<B, 1>::random([h], normal, &device);
+    type Op<'a, B> = Box<dyn Fn() -> Tensor<B, 2> + 'a>;
+    let cases: Vec<(&str, f64, Op<B>)> = vec![
+        (
+            "matmul [2048,1024]x[1024,4096]",
+            2.0 * (t * d * h) as f64,
+            Box::new(|| x.clone().matmul(w.clone())),
+        ),
+        ("gelu erf [2048,4096]", 0.0, Box::new(|| gelu(hid.clone()))),
+        (
+            "gelu tanh (burn gelu_approximate) [2048,4096]",
+            0.0,
+            Box::new(|| gelu_approximate(hid.clone())),
+        ),
+        (
+            "bias add [2048,4096] + [4096]",
+            0.0,
+            Box::new(|| hid.clone() + bias.clone().unsqueeze::<2>()),
+        ),
+        (
+            "mul [2048,4096] * [2048,4096]",
+            0.0,
+            Box::new(|| hid.clone() * hid.clone()),
+        ),
+    ];
+    for (name, flops, f) in cases {
+        let run = || {
+            let y = f();
+            B::sync(&device).ok();
+            drop(y);
+        };
+        run();
+        let samples: Vec<f64> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                run();
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let ms = median(&samples);
+        let mut line = json!({"bench": "ops", "backend": backend, "op": name, "ms": round4(ms)});
+        if flops > 0.0 {
+            line["gflops"] = json!(round4(flops / ms / 1e6));
+        }
+        println!("{line}");
+    }
 }

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// The steps, in order; the test step is the README's test command.
+/// The steps, in order; the test step is the README's test command, then the examples run.
 const STEPS: &[&[&str]] = &[
     &["cargo", "fmt", "--all", "--check"],
     &[
@@ -17,6 +17,15 @@ const STEPS: &[&[&str]] = &[
         "warnings",
     ],
     &["cargo", "test", "--workspace"],
+    &[
+        "cargo",
+        "run",
+        "-q",
+        "-p",
+        "strata-examples",
+        "--example",
+        "structured_layers",
+    ],
 ];
 
 pub fn run() -> Result<()> {

@@ -1,6 +1,8 @@
 //! `strata`: the command line over strata's libraries. It parses arguments, calls the library
 //! and reports; bad input ends with a one-line `error: ...` and a non-zero exit code.
 
+mod backend;
+mod bench;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -20,12 +22,18 @@ enum Command {
         #[command(subcommand)]
         command: zoo::ZooCommand,
     },
+    /// Benchmarks, printed as JSON lines.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Zoo { command } => zoo::run(command),
+        Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&format!("{e:#}")));

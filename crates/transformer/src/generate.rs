@@ -41,8 +41,15 @@ impl<B: Backend> LanguageModel<B> for Transformer<B> {
 }
 
 /// Default token-count threshold of [`Dispatching`]: calls with at most this many tokens use
-/// the merged dense model. Measured by `strata bench decode` on the CPU; see docs/benchmarks.md.
-pub const DEFAULT_DISPATCH_THRESHOLD: usize = 64;
+/// the merged dense model.
+///
+/// Measured with `strata bench decode` on the 2-core CPU (docs/benchmarks.md): for
+/// `s-lowrank-r192` the structured model decodes 1.3-1.4x faster than the merged one at every
+/// batch size from 1 to 256, because CPU decoding is bound by reading the weights and the
+/// structured form reads 31% of them. So on the CPU the default never merges. On GPUs, where
+/// per-kernel overhead dominates small calls, the paper finds merging faster below roughly 512
+/// tokens at width 2048: pass such a threshold there (`--threshold`).
+pub const DEFAULT_DISPATCH_THRESHOLD: usize = 0;
 
 /// Pre-merge with dispatch: keeps the structured model and its merged dense twin and picks per
 /// call by the number of tokens in flight (`batch * seq`): few tokens (decoding) go to the

@@ -562,13 +562,6 @@ impl<B: Backend> Transformer<B> {
         Ok(())
     }
 
-    /// Switches reduce_flop mode on every guided layer.
-    pub fn set_reduce_flop(&mut self, on: bool) {
-        self.linears_mut()
-            .into_iter()
-            .for_each(|l| l.set_reduce_flop(on));
-    }
-
     /// Drops every guide for good (end of the guided phase).
     pub fn drop_guides(&mut self) {
         self.linears_mut().into_iter().for_each(|l| l.drop_guide());

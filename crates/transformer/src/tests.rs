@@ -695,6 +695,42 @@ fn the_zoo_has_every_name_with_the_documented_counts() {
 }
 
 #[test]
+fn every_tiny_zoo_model_builds_and_runs() {
+    let _rng = seeded::<TB>(12);
+    let zoo = Zoo::builtin().unwrap();
+    let tiny: Vec<_> = zoo
+        .entries()
+        .iter()
+        .filter(|e| e.name.starts_with("tiny-"))
+        .collect();
+    assert!(tiny.len() >= 5);
+    for entry in tiny {
+        let model = entry.config.init::<TB>(&Default::default()).unwrap();
+        assert_eq!(
+            model.num_params() as u64,
+            params(&entry.config).total,
+            "{}",
+            entry.name
+        );
+        let logits = model.forward(tokens(&sequence(12, 4096, 0), 1)).unwrap();
+        assert_eq!(logits.dims(), [1, 12, 4096]);
+        assert!(
+            values(logits).iter().all(|x| x.is_finite()),
+            "{}",
+            entry.name
+        );
+    }
+}
+
+#[test]
+fn mfu_is_achieved_over_peak_flops() {
+    use crate::accounting::mfu;
+    assert_eq!(mfu(3e12, 2.0, 3e12), 0.5);
+    assert_eq!(mfu(1.0, 0.0, 1.0), 0.0);
+    assert_eq!(mfu(1.0, 1.0, 0.0), 0.0);
+}
+
+#[test]
 fn training_flops_follow_the_paper() {
     let zoo = Zoo::builtin().unwrap();
     let flops = |name: &str, tokens: f64| {
