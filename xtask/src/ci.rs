@@ -4,7 +4,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// The steps, in order; the test step is the README's test command, then the examples run.
+/// The steps, in order; the test step is the README's test command; the last builds the
+/// examples with the whole workspace (same burn features as the tests).
 const STEPS: &[&[&str]] = &[
     &["cargo", "fmt", "--all", "--check"],
     &[
@@ -17,27 +18,31 @@ const STEPS: &[&[&str]] = &[
         "warnings",
     ],
     &["cargo", "test", "--workspace"],
-    &[
-        "cargo",
-        "run",
-        "-q",
-        "-p",
-        "strata-examples",
-        "--example",
-        "structured_layers",
-    ],
+    &["cargo", "build", "-q", "--workspace", "--examples"],
 ];
+
+/// Examples run after the checks.
+const EXAMPLES: &[&str] = &["structured_layers"];
+
+fn run_checked(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("==> {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
 
 pub fn run() -> Result<()> {
     for step in STEPS {
-        eprintln!("==> {}", step.join(" "));
-        let status = Command::new(step[0])
-            .args(&step[1..])
-            .status()
-            .with_context(|| format!("cannot run `{}`", step[0]))?;
-        if !status.success() {
-            bail!("`{}` failed ({status})", step.join(" "));
-        }
+        run_checked(step[0], &step[1..])?;
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    for example in EXAMPLES {
+        run_checked(&format!("{target}/debug/examples/{example}"), &[])?;
     }
     eprintln!("all checks passed");
     Ok(())

@@ -1,0 +1,54 @@
+//! Typed errors of the data pipeline.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Data that cannot be read or written.
+#[derive(Error, Debug)]
+pub enum DataError {
+    /// A file-system operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A shard that is not valid; `problem` says why and how to regenerate it.
+    #[error("{}: {problem}", path.display())]
+    BadShard {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary (vocab_size {vocab_size})")]
+    TokenOutOfRange {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        vocab_size: usize,
+    },
+    /// Less data than one training window.
+    #[error("{tokens} tokens are fewer than one window of {needed}")]
+    TooFewTokens {
+        /// Tokens available.
+        tokens: usize,
+        /// Tokens one window needs.
+        needed: usize,
+    },
+    /// An invalid request.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
