@@ -17,6 +17,8 @@ const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
+    &["cargo", "check", "-q", "-p", "cli", "--features", "wgpu"],
+    &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
     &["cargo", "test", "--workspace"],
     &["cargo", "build", "-q", "--workspace", "--examples"],
 ];
