@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use structured_linear::Structure;
+
 use crate::config::{NormKind, Position, TransformerConfig};
 
 /// Where a model's parameters are. `total` is the sum of the other fields.
@@ -24,6 +26,8 @@ pub struct ParamBreakdown {
     pub biases: u64,
     /// Dense guide weights added by self-guided training (not in `total`).
     pub guide_weights: u64,
+    /// The part of `guide_weights` that guides attention projections (LPA with SGT).
+    pub attention_guide_weights: u64,
 }
 
 /// Parameter breakdown of a configuration.
@@ -51,14 +55,19 @@ pub fn params(config: &TransformerConfig) -> ParamBreakdown {
         for place in config.places() {
             let linear = config.linear(layer, place);
             let weights = linear.weight_params();
-            match place.path().starts_with("attention") {
-                true => p.attention_weights += weights,
-                false => p.ffn_weights += weights,
+            let guide = if config.self_guided && linear.structure != Structure::Dense {
+                (linear.d_in * linear.d_out) as u64
+            } else {
+                0
+            };
+            if place.is_attention() {
+                p.attention_weights += weights;
+                p.attention_guide_weights += guide;
+            } else {
+                p.ffn_weights += weights;
             }
             p.biases += linear.bias_params();
-            if config.self_guided && linear.structure != structured_linear::Structure::Dense {
-                p.guide_weights += (linear.d_in * linear.d_out) as u64;
-            }
+            p.guide_weights += guide;
         }
     }
     p.total = p.embedding + p.head + p.attention_weights + p.ffn_weights + p.norms + p.biases;
@@ -95,12 +104,14 @@ pub fn forward_flops(
 ) -> FlopCounts {
     let p = params(config);
     let (l, t, da) = (config.n_layers as u64, seq_len as u64, config.d_attn as u64);
-    let guide = if guides { p.guide_weights } else { 0 };
-    // Guides of structured attention projections (LPA with SGT) are counted with the attention.
-    let attn_guides: u64 = if guides {
-        attention_guide_weights(config)
+    // Guides of structured attention projections (LPA with SGT) count with the attention.
+    let (attn_guides, ffn_guides) = if guides {
+        (
+            p.attention_guide_weights,
+            p.guide_weights - p.attention_guide_weights,
+        )
     } else {
-        0
+        (0, 0)
     };
     let scores = if causal {
         // 2 (QK^T and AV) x 2 FLOPs x d_attn x visible pairs / T tokens.
@@ -111,30 +122,12 @@ pub fn forward_flops(
     let mut f = FlopCounts {
         attention_projections: 2 * (p.attention_weights + attn_guides),
         attention_scores: scores,
-        ffn: 2 * (p.ffn_weights + guide - attn_guides),
+        ffn: 2 * (p.ffn_weights + ffn_guides),
         head: 2 * config.vocab_size as u64 * config.d_model as u64,
         forward_per_token: 0,
     };
     f.forward_per_token = f.attention_projections + f.attention_scores + f.ffn + f.head;
     f
-}
-
-fn attention_guide_weights(config: &TransformerConfig) -> u64 {
-    if !config.self_guided {
-        return 0;
-    }
-    let mut total = 0;
-    for layer in 0..config.n_layers {
-        for place in config.places() {
-            let linear = config.linear(layer, place);
-            if place.path().starts_with("attention")
-                && linear.structure != structured_linear::Structure::Dense
-            {
-                total += (linear.d_in * linear.d_out) as u64;
-            }
-        }
-    }
-    total
 }
 
 /// Training FLOPs for `tokens` tokens in sequences of `seq_len`: 3 x forward (paper.md §3).

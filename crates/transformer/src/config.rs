@@ -209,6 +209,11 @@ pub enum Place {
 }
 
 impl Place {
+    /// Whether the place is one of the attention projections.
+    pub fn is_attention(&self) -> bool {
+        matches!(self, Place::Q | Place::K | Place::V | Place::O)
+    }
+
     /// The dotted config path of the place.
     pub fn path(&self) -> &'static str {
         match self {
@@ -265,9 +270,10 @@ impl TransformerConfig {
             && self.attention.lowrank_bias_first
             && lowrank
             && matches!(place, Place::Q | Place::K | Place::V);
-        let init = match place {
-            Place::Q | Place::K | Place::V | Place::O => self.attention.init,
-            _ => self.ffn.init,
+        let init = if place.is_attention() {
+            self.attention.init
+        } else {
+            self.ffn.init
         };
         let init = match (structure, init) {
             (Structure::Dense, _) | (_, None) => Init::Normal { std: self.init_std },
