@@ -142,13 +142,14 @@ impl<B: Backend> SelfGuided<B> {
 
     /// Forward FLOPs for `tokens` vectors when the guide is evaluated (2 per multiply-add).
     pub fn forward_flops(&self, tokens: u64) -> u64 {
-        let d = (self.layer.d_in() * self.layer.d_out()) as u64;
-        let structured = self.layer.weight_params();
-        let guide = if self.guide_active() { d } else { 0 };
-        let structured = if self.guide_active() && self.alpha >= 1.0 {
-            0
-        } else {
-            structured
+        // Mirrors `forward`: the guide only while active, the structured path unless alpha is 1.
+        let (guide, structured) = match (self.guide_active(), self.alpha >= 1.0) {
+            (false, _) => (0, self.layer.weight_params()),
+            (true, true) => ((self.layer.d_in() * self.layer.d_out()) as u64, 0),
+            (true, false) => (
+                (self.layer.d_in() * self.layer.d_out()) as u64,
+                self.layer.weight_params(),
+            ),
         };
         2 * tokens * (structured + guide)
     }
