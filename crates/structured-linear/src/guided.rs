@@ -23,6 +23,9 @@ pub struct SelfGuided<B: Backend> {
     pub guide: Option<Param<Tensor<B, 2>>>,
     alpha: f64,
     reduce_flop: bool,
+    /// reduce_flop's draw for the next forwards (see [`SelfGuided::resample`]); always true
+    /// outside reduce_flop mode.
+    drawn: bool,
 }
 
 impl<B: Backend> SelfGuided<B> {
@@ -33,6 +36,7 @@ impl<B: Backend> SelfGuided<B> {
             guide: None,
             alpha: 0.0,
             reduce_flop: false,
+            drawn: true,
         }
     }
 
@@ -45,6 +49,7 @@ impl<B: Backend> SelfGuided<B> {
             guide: Some(guide),
             alpha: 1.0,
             reduce_flop,
+            drawn: true,
         }
     }
 
@@ -74,11 +79,28 @@ impl<B: Backend> SelfGuided<B> {
     /// Switches reduce_flop mode on or off.
     pub fn set_reduce_flop(&mut self, on: bool) {
         self.reduce_flop = on;
+        self.drawn = true;
     }
 
     /// Whether the guide is present and has a non-zero weight.
     pub fn guide_active(&self) -> bool {
         self.guide.is_some() && self.alpha > 0.0
+    }
+
+    /// Whether `forward` evaluates the guide: it is active and (in reduce_flop mode) the last
+    /// [`SelfGuided::resample`] drew it.
+    pub fn guide_used(&self) -> bool {
+        self.guide_active() && self.drawn
+    }
+
+    /// reduce_flop: draws, from the caller's RNG, whether the following forwards evaluate the
+    /// guide (probability `alpha`); the trainer calls it once per micro-batch. Outside
+    /// reduce_flop mode it draws nothing and the guide stays in use. Returns
+    /// [`SelfGuided::guide_used`].
+    pub fn resample<R: Rng + ?Sized>(&mut self, rng: &mut R) -> bool {
+        self.drawn = true;
+        self.drawn = self.draw_guide(rng);
+        self.guide_used()
     }
 
     /// Removes the guide for good (after the guided phase); its cost and memory disappear.
@@ -87,13 +109,14 @@ impl<B: Backend> SelfGuided<B> {
         self.alpha = 0.0;
     }
 
-    /// Deterministic mix of guide and structured path.
+    /// Mix of guide and structured path (the structured path alone when reduce_flop's last
+    /// draw skipped the guide).
     ///
     /// # Shapes
     /// - x: `[..., d_in]` -> `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let guide = match &self.guide {
-            Some(guide) if self.alpha > 0.0 => guide,
+            Some(guide) if self.alpha > 0.0 && self.drawn => guide,
             _ => return self.layer.forward(x),
         };
         let (x2, mut dims) = flatten_tokens(x.clone());
@@ -123,27 +146,10 @@ impl<B: Backend> SelfGuided<B> {
         rng.random::<f64>() < self.alpha
     }
 
-    /// Forward with reduce_flop's Bernoulli draw from the caller's RNG: the mix when the guide
-    /// is drawn, the structured path alone otherwise. Without reduce_flop, the same as `forward`.
-    ///
-    /// # Shapes
-    /// - x: `[..., d_in]` -> `[..., d_out]`
-    pub fn forward_sampled<const D: usize, R: Rng + ?Sized>(
-        &self,
-        x: Tensor<B, D>,
-        rng: &mut R,
-    ) -> Tensor<B, D> {
-        if self.draw_guide(rng) {
-            self.forward(x)
-        } else {
-            self.layer.forward(x)
-        }
-    }
-
-    /// Forward FLOPs for `tokens` vectors when the guide is evaluated (2 per multiply-add).
+    /// Forward FLOPs of `forward` for `tokens` vectors (2 per multiply-add).
     pub fn forward_flops(&self, tokens: u64) -> u64 {
         // Mirrors `forward`: the guide only while active, the structured path unless alpha is 1.
-        let (guide, structured) = match (self.guide_active(), self.alpha >= 1.0) {
+        let (guide, structured) = match (self.guide_used(), self.alpha >= 1.0) {
             (false, _) => (0, self.layer.weight_params()),
             (true, true) => ((self.layer.d_in() * self.layer.d_out()) as u64, 0),
             (true, false) => (

@@ -882,15 +882,24 @@ fn reduce_flop_draws_the_guide_with_probability_alpha() {
     );
     let (mut took, mut skipped) = (0, 0);
     for _ in 0..20 {
-        let y = values(sg.forward_sampled(x.clone(), &mut rng));
-        if y == mix {
+        let used = sg.resample(&mut rng);
+        let y = values(sg.forward(x.clone()));
+        let flops = sg.forward_flops(3);
+        if used {
+            assert_eq!(y, mix);
+            assert_eq!(flops, 2 * 3 * (64 + sg.layer.weight_params()));
             took += 1;
         } else {
             assert_eq!(y, plain);
+            assert_eq!(flops, 2 * 3 * sg.layer.weight_params());
             skipped += 1;
         }
     }
     assert!(took > 0 && skipped > 0);
+    // Leaving reduce_flop mode puts the guide back in use.
+    sg.set_reduce_flop(false);
+    assert!(sg.guide_used());
+    sg.set_reduce_flop(true);
     // Without reduce_flop every draw uses the guide; with alpha 0 none does.
     sg.set_reduce_flop(false);
     assert!((0..100).all(|_| sg.draw_guide(&mut rng)));

@@ -52,3 +52,37 @@ impl DataError {
         }
     }
 }
+
+/// A training, evaluation or checkpoint request that cannot be carried out.
+#[derive(Error, Debug)]
+pub enum TrainError {
+    /// Reading or preparing data failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model refused its configuration or input.
+    #[error(transparent)]
+    Model(#[from] transformer::ModelError),
+    /// Invalid settings (budgets, sequence length, output folder, ...).
+    #[error("{0}")]
+    Config(String),
+    /// A checkpoint that cannot be used; `problem` says why.
+    #[error("checkpoint {}: {problem}", path.display())]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The tokenizer failed or does not fit the data or model.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+impl TrainError {
+    pub(crate) fn checkpoint(path: &Path, problem: impl std::fmt::Display) -> Self {
+        TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            problem: problem.to_string(),
+        }
+    }
+}

@@ -1,15 +1,28 @@
-//! strata's training side. So far: the token shard format (versioned header, atomic writes,
-//! memory-mapped reads, readers for the reference's raw uint16 files) and a seeded, exactly
-//! resumable window loader. The training loop, self-guided schedules and checkpoints build on
-//! these.
+//! strata's training side: data preparation (tokenizer, token shards, manifest), the
+//! memory-mapped window loader, and the training loop with self-guided training, checkpoints and
+//! exact resume.
+//!
+//! - [`data::prepare`]: text / JSON lines -> byte-level BPE + shards split by document;
+//! - [`WindowLoader`]: seeded, exactly resumable training windows;
+//! - [`train::train`]: AdamW + warmup/cosine + global-norm clipping + accumulation, SGT
+//!   schedules ([`schedule`]), FLOP ledger, `metrics.jsonl`, checkpoints ([`checkpoint`]);
+//! - [`train::evaluate`] and [`checkpoint::load_model`] for `strata eval` / `generate`.
 
+pub mod checkpoint;
+pub mod data;
 mod error;
 pub mod loader;
+pub mod metrics;
+pub mod optim;
+pub mod schedule;
 pub mod shard;
+pub mod train;
 
-pub use error::DataError;
+pub use error::{DataError, TrainError};
 pub use loader::{Cursor, WindowLoader};
 pub use shard::{ShardWriter, TokenFile, TokenWidth};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod train_tests;

@@ -562,6 +562,33 @@ impl<B: Backend> Transformer<B> {
         Ok(())
     }
 
+    /// Switches self-guided training's reduce_flop mode on or off for every layer.
+    pub fn set_reduce_flop(&mut self, on: bool) {
+        self.linears_mut()
+            .into_iter()
+            .for_each(|l| l.set_reduce_flop(on));
+    }
+
+    /// reduce_flop: draws for every guided layer, from `rng`, whether the next forwards
+    /// evaluate its guide (probability alpha); returns how many do. Without reduce_flop every
+    /// active guide is used and nothing is drawn.
+    pub fn resample_guides<R: rand::Rng + ?Sized>(&mut self, rng: &mut R) -> usize {
+        self.linears_mut()
+            .into_iter()
+            .filter_map(|l| l.guide.is_some().then(|| l.resample(rng)))
+            .filter(|&used| used)
+            .count()
+    }
+
+    /// Forward FLOPs of all linear layers (attention projections and FFN, guides as currently
+    /// used) for `tokens` tokens: with [`accounting::forward_flops`]'s score and head terms this
+    /// is what a forward costs right now (2 FLOPs per multiply-add).
+    ///
+    /// [`accounting::forward_flops`]: crate::accounting::forward_flops
+    pub fn linear_flops(&self, tokens: u64) -> u64 {
+        self.linears().iter().map(|l| l.forward_flops(tokens)).sum()
+    }
+
     /// Drops every guide for good (end of the guided phase).
     pub fn drop_guides(&mut self) {
         self.linears_mut().into_iter().for_each(|l| l.drop_guide());

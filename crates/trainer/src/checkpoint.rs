@@ -1,0 +1,190 @@
+//! Checkpoints: one folder per saved step, written under a temporary name and renamed into place
+//! (each file fsynced first), so a checkpoint folder that exists is complete.
+//!
+//! `checkpoints/step-000120/` holds `model.safetensors` (weights, burn-store), `model.json` (the
+//! config that rebuilds exactly this model: after the guided phase it has no guides),
+//! `optimizer.safetensors` (AdamW moments by parameter path), `state.json` ([`TrainState`]: step,
+//! tokens, FLOPs, data cursor, seed) and `tokenizer.json` when the data has one. The RNG state is
+//! the seed: every step's random draws (dropout, reduce_flop) come from generators seeded by
+//! `(seed, step)`, so the step number restores them exactly.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use transformer::{Transformer, TransformerConfig};
+
+use crate::error::{DataError, TrainError};
+use crate::loader::Cursor;
+use crate::shard::{sync_parent, write_atomic};
+
+/// File names inside a checkpoint folder.
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+/// The model's config.
+pub const MODEL_CONFIG: &str = "model.json";
+/// AdamW's state.
+pub const OPTIMIZER: &str = "optimizer.safetensors";
+/// [`TrainState`].
+pub const STATE: &str = "state.json";
+
+/// Where a run stands after an optimizer step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TrainState {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Tokens trained on (replayed ones included).
+    pub tokens: u64,
+    /// Training FLOPs spent, by the paper's formula with guides as evaluated.
+    pub flops: f64,
+    /// Wall-clock seconds of training so far (across resumes).
+    pub elapsed_s: f64,
+    /// Data position of the next step.
+    pub cursor: Cursor,
+    /// The run's seed; with `step` it determines every later random draw.
+    pub seed: u64,
+    /// Alpha of the last step (0 outside the guided phase).
+    pub alpha: f64,
+    /// Whether the model still has its guides.
+    pub guides: bool,
+    /// Latest validation loss, if any.
+    pub val_loss: Option<f64>,
+}
+
+/// The checkpoint folder name of `step`.
+pub fn step_dir_name(step: u64) -> String {
+    format!("step-{step:09}")
+}
+
+/// Complete checkpoints under `dir`, oldest first.
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path().join(STATE).is_file().then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Writes a checkpoint of `model` at `state.step` under `dir` and keeps the newest `keep`.
+pub fn save<B: burn::tensor::backend::AutodiffBackend>(
+    dir: &Path,
+    model: &Transformer<B>,
+    optimizer: &crate::optim::AdamW<B::InnerBackend>,
+    state: &TrainState,
+    tokenizer: Option<&Path>,
+    keep: usize,
+) -> Result<PathBuf, TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let final_dir = dir.join(step_dir_name(state.step));
+    let tmp = dir.join(format!(".tmp-{}", step_dir_name(state.step)));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let mut store = SafetensorsStore::from_bytes(None);
+    model
+        .save_into(&mut store)
+        .map_err(|e| TrainError::checkpoint(&tmp, format!("saving weights: {e}")))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| TrainError::checkpoint(&tmp, format!("saving weights: {e}")))?;
+    write_atomic(&tmp.join(MODEL_WEIGHTS), &bytes)?;
+    let config = serde_json::to_string_pretty(model.config()).expect("plain config");
+    write_atomic(&tmp.join(MODEL_CONFIG), config.as_bytes())?;
+    optimizer.save(&tmp.join(OPTIMIZER))?;
+    if let Some(t) = tokenizer {
+        let bytes = std::fs::read(t).map_err(|e| DataError::io(t, e))?;
+        write_atomic(&tmp.join(crate::data::TOKENIZER), &bytes)?;
+    }
+    let json = serde_json::to_string_pretty(state).expect("plain state");
+    write_atomic(&tmp.join(STATE), json.as_bytes())?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+    sync_parent(&final_dir);
+    let all = list(dir);
+    if all.len() > keep.max(1) {
+        for (_, old) in &all[..all.len() - keep.max(1)] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+    Ok(final_dir)
+}
+
+/// A checkpoint folder from `path`: a checkpoint itself, or a run folder (its newest one).
+pub fn resolve(path: &Path) -> Result<PathBuf, TrainError> {
+    if path.join(STATE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !path.exists() {
+        return Err(TrainError::checkpoint(path, "does not exist"));
+    }
+    list(&path.join("checkpoints"))
+        .pop()
+        .map(|(_, p)| p)
+        .ok_or_else(|| TrainError::checkpoint(path, "holds no checkpoint"))
+}
+
+/// Reads a checkpoint's state.
+pub fn read_state(dir: &Path) -> Result<TrainState, TrainError> {
+    let text =
+        std::fs::read_to_string(dir.join(STATE)).map_err(|e| TrainError::checkpoint(dir, e))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(dir, format!("{STATE}: {e}")))
+}
+
+/// Reads a checkpoint's model config.
+pub fn read_model_config(dir: &Path) -> Result<TransformerConfig, TrainError> {
+    let text = std::fs::read_to_string(dir.join(MODEL_CONFIG))
+        .map_err(|e| TrainError::checkpoint(dir, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_CONFIG}: {e}")))
+}
+
+/// Loads the weights of `dir` into `model`, which must have exactly the checkpoint's layout.
+pub fn load_weights<B: Backend>(dir: &Path, model: &mut Transformer<B>) -> Result<(), TrainError> {
+    let path = dir.join(MODEL_WEIGHTS);
+    let bytes = std::fs::read(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| TrainError::checkpoint(&path, format!("weights do not fit the model: {e}")))?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        let detail = result
+            .errors
+            .iter()
+            .map(|e| format!("{e:?}"))
+            .chain(result.missing.iter().map(|(p, _)| format!("missing {p}")))
+            .chain(result.unused.iter().map(|p| format!("unexpected {p}")))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(TrainError::checkpoint(
+            &path,
+            format!("weights do not fit the model (a checkpoint of a different model?): {detail}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rebuilds the model of a checkpoint (its config, its weights, its alpha) for inference or
+/// evaluation.
+pub fn load_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(Transformer<B>, TrainState), TrainError> {
+    let config = read_model_config(dir)?;
+    let state = read_state(dir)?;
+    let mut model = config.init::<B>(device)?;
+    load_weights(dir, &mut model)?;
+    if state.guides {
+        model.set_alpha(state.alpha)?;
+    }
+    Ok((model, state))
+}

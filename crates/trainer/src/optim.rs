@@ -1,0 +1,350 @@
+//! AdamW with PyTorch's update rule and clipping by the *global* gradient norm, with its state
+//! keyed by parameter path so it can be saved, restored exactly, and survive the guides being
+//! dropped from the model.
+//!
+//! Weight decay applies to matrices (every parameter of rank >= 2: linear weights, structured
+//! factors, guides and the embeddings) and not to vectors (biases and norm weights), the
+//! GPT-2 / nanoGPT convention. burn's own `AdamW` decays every parameter and its built-in
+//! clipping is per tensor, hence this module.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::shard::write_atomic;
+
+/// AdamW hyper-parameters, PyTorch's defaults spelled out except the weight decay (the
+/// reference recipe's 0.1).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdamWConfig {
+    /// First-moment decay (0.9).
+    pub beta1: f64,
+    /// Second-moment decay (0.999, paper.md §4).
+    pub beta2: f64,
+    /// Added to the denominator (1e-8, PyTorch's; burn's default is 1e-5).
+    pub eps: f64,
+    /// Decoupled weight decay on matrices (0.1).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        }
+    }
+}
+
+/// First and second moments of one parameter, flattened.
+#[derive(Clone, Debug)]
+struct Moments<B: Backend> {
+    m: Tensor<B, 1>,
+    v: Tensor<B, 1>,
+}
+
+/// AdamW over a module's parameters; `B` is the inner (non-autodiff) backend.
+#[derive(Clone, Debug)]
+pub struct AdamW<B: Backend> {
+    config: AdamWConfig,
+    /// Updates done so far (the bias-correction time step).
+    steps: u64,
+    moments: BTreeMap<String, Moments<B>>,
+}
+
+/// Tracks the dotted path of the parameter being visited.
+#[derive(Default)]
+struct PathStack(Vec<String>);
+
+impl PathStack {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn path(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+impl<B: Backend> AdamW<B> {
+    /// A fresh optimizer.
+    pub fn new(config: AdamWConfig) -> Self {
+        Self {
+            config,
+            steps: 0,
+            moments: BTreeMap::new(),
+        }
+    }
+
+    /// Updates done so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// One update of every parameter that has a gradient in `grads`, with learning rate `lr`
+    /// and the gradients multiplied by `grad_scale` first (the clipping factor).
+    pub fn step<AB, M>(&mut self, model: M, grads: &GradientsParams, lr: f64, grad_scale: f64) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        self.steps += 1;
+        let mut mapper = Updater::<AB> {
+            optim: self,
+            grads,
+            lr,
+            grad_scale,
+            path: PathStack::default(),
+        };
+        model.map(&mut mapper)
+    }
+
+    /// Forgets the moments of parameters `model` no longer has (the guides, once dropped).
+    pub fn retain_params<AB, M>(&mut self, model: &M)
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        let paths = param_paths::<AB, M>(model);
+        self.moments.retain(|path, _| paths.contains(path));
+    }
+
+    /// Writes the state (moments by parameter path and the step count) atomically as
+    /// safetensors.
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let mut tensors = Vec::new();
+        for (name, moments) in &self.moments {
+            for (kind, t) in [("m", &moments.m), ("v", &moments.v)] {
+                tensors.push((format!("{name}#{kind}"), t.to_data()));
+            }
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, data)| {
+                let dtype = safetensors_dtype(data.dtype).ok_or_else(|| {
+                    TrainError::checkpoint(path, format!("cannot store {:?}", data.dtype))
+                })?;
+                let view = safetensors::tensor::TensorView::new(
+                    dtype,
+                    data.shape.to_vec(),
+                    data.as_bytes(),
+                )
+                .map_err(|e| TrainError::checkpoint(path, e))?;
+                Ok((name.clone(), view))
+            })
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        let meta = std::collections::HashMap::from([
+            ("steps".to_string(), self.steps.to_string()),
+            (
+                "config".to_string(),
+                serde_json::to_string(&self.config).expect("plain struct"),
+            ),
+        ]);
+        let bytes = safetensors::serialize(views, Some(meta))
+            .map_err(|e| TrainError::checkpoint(path, e))?;
+        write_atomic(path, &bytes)?;
+        Ok(())
+    }
+
+    /// Reads a state written by [`AdamW::save`]; the hyper-parameters stay this optimizer's.
+    pub fn load(&mut self, path: &Path, device: &B::Device) -> Result<(), TrainError> {
+        let bytes = std::fs::read(path).map_err(|e| TrainError::checkpoint(path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| TrainError::checkpoint(path, format!("not an optimizer state: {e}")))?;
+        let steps = meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("steps"))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| TrainError::checkpoint(path, "optimizer state without a step count"))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| TrainError::checkpoint(path, format!("not an optimizer state: {e}")))?;
+        let mut moments: BTreeMap<String, (Option<Tensor<B, 1>>, Option<Tensor<B, 1>>)> =
+            BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let (param, kind) = name
+                .rsplit_once('#')
+                .ok_or_else(|| TrainError::checkpoint(path, format!("unexpected tensor {name}")))?;
+            let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
+                TrainError::checkpoint(path, format!("unsupported dtype of {name}"))
+            })?;
+            let data =
+                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
+            let t = Tensor::<B, 1>::from_data(data, device);
+            let slot = moments.entry(param.to_string()).or_default();
+            match kind {
+                "m" => slot.0 = Some(t),
+                "v" => slot.1 = Some(t),
+                _ => {
+                    return Err(TrainError::checkpoint(
+                        path,
+                        format!("unexpected tensor {name}"),
+                    ))
+                }
+            }
+        }
+        self.moments = moments
+            .into_iter()
+            .map(|(name, pair)| match pair {
+                (Some(m), Some(v)) => Ok((name, Moments { m, v })),
+                _ => Err(TrainError::checkpoint(
+                    path,
+                    format!("incomplete moments of {name}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+fn safetensors_dtype(dtype: DType) -> Option<safetensors::Dtype> {
+    Some(match dtype {
+        DType::F64 => safetensors::Dtype::F64,
+        DType::F32 => safetensors::Dtype::F32,
+        DType::F16 => safetensors::Dtype::F16,
+        DType::BF16 => safetensors::Dtype::BF16,
+        _ => return None,
+    })
+}
+
+fn burn_dtype(dtype: safetensors::Dtype) -> Option<DType> {
+    Some(match dtype {
+        safetensors::Dtype::F64 => DType::F64,
+        safetensors::Dtype::F32 => DType::F32,
+        safetensors::Dtype::F16 => DType::F16,
+        safetensors::Dtype::BF16 => DType::BF16,
+        _ => return None,
+    })
+}
+
+struct Updater<'a, AB: AutodiffBackend> {
+    optim: &'a mut AdamW<AB::InnerBackend>,
+    grads: &'a GradientsParams,
+    lr: f64,
+    grad_scale: f64,
+    path: PathStack,
+}
+
+impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let Some(grad) = self.grads.get::<AB::InnerBackend, D>(param.id) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let c = self.optim.config;
+        let t = self.optim.steps as i32;
+        let dims = tensor.dims();
+        let n = dims.iter().product::<usize>();
+        let w = tensor.inner().reshape([n]);
+        let g = grad.reshape([n]).mul_scalar(self.grad_scale);
+        let key = self.path.path();
+        let (m, v) = match self.optim.moments.remove(&key) {
+            Some(Moments { m, v }) => (
+                m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1),
+                v.mul_scalar(c.beta2) + (g.clone() * g).mul_scalar(1.0 - c.beta2),
+            ),
+            None => (
+                g.clone().mul_scalar(1.0 - c.beta1),
+                (g.clone() * g).mul_scalar(1.0 - c.beta2),
+            ),
+        };
+        let w = if D >= 2 && c.weight_decay > 0.0 {
+            w.mul_scalar(1.0 - self.lr * c.weight_decay)
+        } else {
+            w
+        };
+        let bc1 = 1.0 - c.beta1.powi(t);
+        let bc2 = 1.0 - c.beta2.powi(t);
+        // PyTorch: p -= lr / bc1 * m / (sqrt(v / bc2) + eps).
+        let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(c.eps);
+        let w = w - (m.clone() / denom).mul_scalar(self.lr / bc1);
+        self.optim.moments.insert(key, Moments { m, v });
+        let w = Tensor::<AB, D>::from_inner(w.reshape(dims)).require_grad();
+        Param::from_mapped_value(id, w, mapper)
+    }
+}
+
+/// Dotted paths of `model`'s float parameters, as [`AdamW`] keys its state.
+fn param_paths<B: Backend, M: burn::module::Module<B>>(
+    model: &M,
+) -> std::collections::HashSet<String> {
+    struct Paths {
+        stack: PathStack,
+        out: std::collections::HashSet<String>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.enter(name);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
+            self.out.insert(self.stack.path());
+        }
+    }
+    let mut visitor = Paths {
+        stack: PathStack::default(),
+        out: Default::default(),
+    };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+/// The global L2 norm of all gradients in `grads` over `model`'s parameters (one number, as
+/// `torch.nn.utils.clip_grad_norm_` computes).
+pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
+    model: &M,
+    grads: &GradientsParams,
+) -> f64 {
+    struct SumSquares<'a, B: Backend> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<B, 1>>,
+    }
+    impl<AB: AutodiffBackend> ModuleVisitor<AB> for SumSquares<'_, AB::InnerBackend> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
+                let s = (g.clone() * g).sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    let mut visitor = SumSquares::<AB::InnerBackend> { grads, total: None };
+    model.visit(&mut visitor);
+    match visitor.total {
+        Some(t) => t.into_scalar().elem::<f64>().sqrt(),
+        None => 0.0,
+    }
+}
+
+/// The factor that brings a gradient of global norm `norm` down to `max_norm`
+/// (PyTorch: `min(1, max_norm / (norm + 1e-6))`); 1 when clipping is off (`max_norm <= 0`).
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    if max_norm <= 0.0 {
+        return 1.0;
+    }
+    (max_norm / (norm + 1e-6)).min(1.0)
+}

@@ -1,0 +1,597 @@
+//! Tests of data preparation, schedules, the optimizer and the training loop on generated text:
+//! learning (validation loss far below the unigram entropy), exact stop-and-resume (also inside
+//! the guided phase and fixedflop's replay), checkpoints for evaluation, and every bad input.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use burn::module::{Module, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use structured_linear::Structure;
+use transformer::zoo::Zoo;
+use transformer::TransformerConfig;
+
+use crate::checkpoint;
+use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
+use crate::metrics::StepRecord;
+use crate::optim::{clip_factor, global_grad_norm, AdamW, AdamWConfig};
+use crate::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
+use crate::train::{self, Budget, Quiet, RunOptions, TrainConfig};
+use crate::TrainError;
+
+type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+type IB = burn::backend::NdArray<f32>;
+
+/// Serialises tests that seed burn's backend RNG (it is global to the backend).
+fn rng_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-train-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A document of sentences from a small grammar: predictable to a model, far from uniform.
+fn document(rng: &mut StdRng) -> String {
+    const SUBJECTS: &[&str] = &[
+        "the cat",
+        "a dog",
+        "my friend",
+        "the old man",
+        "our teacher",
+        "the farmer",
+    ];
+    const VERBS: &[&str] = &["sees", "likes", "finds", "takes", "paints", "follows"];
+    const OBJECTS: &[&str] = &[
+        "the red ball",
+        "a small house",
+        "the river",
+        "some bread",
+        "the garden",
+    ];
+    const ENDS: &[&str] = &[" today.", " again.", ".", " every morning."];
+    let n = rng.random_range(15..30);
+    (0..n)
+        .map(|_| {
+            format!(
+                "{} {} {}{}",
+                SUBJECTS[rng.random_range(0..SUBJECTS.len())],
+                VERBS[rng.random_range(0..VERBS.len())],
+                OBJECTS[rng.random_range(0..OBJECTS.len())],
+                ENDS[rng.random_range(0..ENDS.len())]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes `n` generated documents as text files under `dir/text`.
+fn write_corpus(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let text = dir.join("text");
+    fs::create_dir_all(&text).unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    for i in 0..n {
+        fs::write(text.join(format!("doc-{i:03}.txt")), document(&mut rng)).unwrap();
+    }
+    text
+}
+
+/// A prepared data folder of 40 generated documents with a 320-token BPE.
+fn prepared(dir: &Path) -> PathBuf {
+    let text = write_corpus(dir, 40, 7);
+    let mut config = PrepareConfig::new(vec![text], dir.join("data"));
+    config.tokenizer = TokenizerSource::Train { vocab_size: 320 };
+    data::prepare(&config).unwrap();
+    dir.join("data")
+}
+
+/// A small LowRank model for `vocab` tokens: width 32, 2 layers, context 32.
+fn small_model(vocab: usize) -> TransformerConfig {
+    let mut c = Zoo::builtin()
+        .unwrap()
+        .get("tiny-lowrank-r32")
+        .unwrap()
+        .config
+        .clone();
+    c.vocab_size = vocab;
+    c.d_model = 32;
+    c.d_attn = 32;
+    c.d_ff = 128;
+    c.n_heads = 2;
+    c.n_kv_heads = 2;
+    c.n_layers = 2;
+    c.max_seq_len = 32;
+    c.ffn.fc1 = Structure::LowRank { rank: 8 };
+    c.ffn.fc2 = Structure::LowRank { rank: 8 };
+    c
+}
+
+fn small_run(data: &Path, steps: u64) -> TrainConfig {
+    let manifest = Manifest::load(data).unwrap();
+    let mut c = TrainConfig::new(
+        "small-lowrank",
+        small_model(manifest.vocab_size),
+        data.to_path_buf(),
+        Budget::Steps(steps),
+    );
+    c.batch_size = 4;
+    c.grad_accum = 2;
+    c.lr = 3e-3;
+    c.eval_every = 0;
+    c.eval_batches = 4;
+    c.seed = 11;
+    c
+}
+
+fn losses(run: &Path) -> Vec<(u64, f64, f64, f64)> {
+    fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: StepRecord = serde_json::from_str(l).unwrap();
+            (r.step, r.loss, r.alpha, r.flops)
+        })
+        .collect()
+}
+
+#[test]
+fn lr_schedule_warms_up_then_decays_to_its_floor() {
+    let s = LrSchedule {
+        peak: 1e-3,
+        warmup: 10,
+        total: 100,
+        min_ratio: 0.1,
+    };
+    assert!((s.at(0) - 1e-4).abs() < 1e-12);
+    assert!((s.at(9) - 1e-3).abs() < 1e-12, "warmup ends at the peak");
+    assert!((s.at(10) - 1e-3).abs() < 1e-12, "cosine starts at the peak");
+    assert!(
+        (s.at(55) - 0.55e-3).abs() < 1e-12,
+        "halfway down the cosine"
+    );
+    assert!((s.at(100) - 1e-4).abs() < 1e-12, "the floor is 0.1 x lr");
+    assert!((s.at(1000) - 1e-4).abs() < 1e-12, "flat after the end");
+    assert!(
+        (1..100).all(|t| t < 10 || s.at(t) <= s.at(t - 1)),
+        "monotone decay"
+    );
+}
+
+#[test]
+fn sgt_plans_match_the_paper() {
+    let sgt = |mode, shape| SgtConfig {
+        mode,
+        ratio: 0.3,
+        shape,
+        reduce_flop: false,
+    };
+    // fixedstep: 30 of 100 steps guided, no extra steps, no replay.
+    let p = Plan::new(100, Some(&sgt(SgtMode::Fixedstep, AlphaShape::Cosine))).unwrap();
+    assert_eq!((p.total_steps, p.guided_steps), (100, 30));
+    assert_eq!(p.alpha(0), 1.0);
+    assert!((p.alpha(15) - 0.5).abs() < 1e-12, "cosine is 1/2 halfway");
+    assert!(p.alpha(29) > 0.0 && p.alpha(29) < 0.01);
+    assert_eq!((p.alpha(30), p.alpha(99)), (0.0, 0.0));
+    assert!((0..100).all(|s| p.data_step(s) == s));
+    // Linear alpha.
+    let p = Plan::new(100, Some(&sgt(SgtMode::Fixedstep, AlphaShape::Linear))).unwrap();
+    assert!((p.alpha(15) - 0.5).abs() < 1e-12 && (p.alpha(6) - 0.8).abs() < 1e-12);
+    // fixedflop: 30 extra steps, guided [0, 30), replay of steps 0..30 during [100, 130).
+    let p = Plan::new(100, Some(&sgt(SgtMode::Fixedflop, AlphaShape::Cosine))).unwrap();
+    assert_eq!(
+        (p.total_steps, p.guided_steps, p.replay_from),
+        (130, 30, 100)
+    );
+    assert!((0..100).all(|s| p.data_step(s) == s));
+    assert!((100..130).all(|s| p.data_step(s) == s - 100));
+    assert_eq!(p.alpha(100), 0.0, "no guide during the replay");
+    // Without SGT: no guide; bad ratios and empty budgets are refused.
+    let p = Plan::new(10, None).unwrap();
+    assert_eq!((p.total_steps, p.guided_steps, p.alpha(0)), (10, 0, 0.0));
+    assert!(Plan::new(0, None).is_err());
+    let mut bad = sgt(SgtMode::Fixedflop, AlphaShape::Cosine);
+    for ratio in [0.0, -0.5, 1.5, f64::NAN] {
+        bad.ratio = ratio;
+        assert!(Plan::new(10, Some(&bad)).is_err(), "ratio {ratio}");
+    }
+}
+
+/// Two parameters whose gradients are known: loss = sum(w * a) + sum(b * c).
+#[derive(Module, Debug)]
+struct Two<B: burn::tensor::backend::Backend> {
+    w: Param<Tensor<B, 2>>,
+    b: Param<Tensor<B, 1>>,
+}
+
+#[test]
+fn global_norm_clipping_and_adamw_match_a_direct_computation() {
+    let device = Default::default();
+    let w0 = [0.5f32, -1.0, 2.0, 0.25];
+    let b0 = [1.0f32, -2.0];
+    let a = [3.0f32, -4.0, 1.0, 2.0];
+    let c = [2.0f32, 6.0];
+    let mut model = Two::<TB> {
+        w: Param::from_tensor(Tensor::from_data(
+            TensorData::new(w0.to_vec(), [2, 2]),
+            &device,
+        )),
+        b: Param::from_tensor(Tensor::from_data(
+            TensorData::new(b0.to_vec(), [2]),
+            &device,
+        )),
+    };
+    let at = Tensor::<TB, 2>::from_data(TensorData::new(a.to_vec(), [2, 2]), &device);
+    let ct = Tensor::<TB, 1>::from_data(TensorData::new(c.to_vec(), [2]), &device);
+    let config = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut optim = AdamW::<IB>::new(config);
+    // The reference: PyTorch's AdamW with clip_grad_norm_, in f64, on the flattened params.
+    let mut params: Vec<f64> = w0.iter().chain(&b0).map(|&x| x as f64).collect();
+    let grads: Vec<f64> = a.iter().chain(&c).map(|&x| x as f64).collect();
+    let (mut m, mut v) = (vec![0.0; 6], vec![0.0; 6]);
+    let (lr, max_norm) = (0.01, 2.0);
+    for t in 1..=3 {
+        let loss = (model.w.val() * at.clone()).sum() + (model.b.val() * ct.clone()).sum();
+        let g = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = global_grad_norm(&model, &g);
+        let direct = grads.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - direct).abs() < 1e-5, "{norm} vs {direct}");
+        let scale = clip_factor(norm, max_norm);
+        assert!((scale - max_norm / (direct + 1e-6)).abs() < 1e-9);
+        model = optim.step(model, &g, lr, scale);
+        for i in 0..6 {
+            let gi = grads[i] * scale;
+            if i < 4 {
+                params[i] *= 1.0 - lr * config.weight_decay; // matrices decay, vectors do not
+            }
+            m[i] = 0.9 * m[i] + 0.1 * gi;
+            v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+            let (bc1, bc2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+            params[i] -= lr / bc1 * m[i] / ((v[i] / bc2).sqrt() + 1e-8);
+        }
+    }
+    let got: Vec<f32> = model
+        .w
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .chain(model.b.val().into_data().to_vec::<f32>().unwrap())
+        .collect();
+    for (g, want) in got.iter().zip(&params) {
+        assert!((*g as f64 - want).abs() < 1e-5, "{got:?} vs {params:?}");
+    }
+    // No clipping below the threshold, and clipping off at 0.
+    assert_eq!(clip_factor(0.5, 1.0), 1.0);
+    assert_eq!(clip_factor(50.0, 0.0), 1.0);
+}
+
+#[test]
+fn prepare_writes_deterministic_shards_split_by_document() {
+    let dir = scratch("prepare");
+    let text = write_corpus(&dir, 20, 3);
+    // One document as JSON lines too, with an empty line and an empty document skipped.
+    let jsonl = dir.join("extra.jsonl");
+    fs::write(&jsonl, "{\"text\": \"the cat sees the river.\"}\n\n{\"text\": \"  \"}\n{\"text\": \"a dog takes some bread.\"}\n").unwrap();
+    let mut config = PrepareConfig::new(vec![text.clone(), jsonl.clone()], dir.join("a"));
+    config.tokenizer = TokenizerSource::Train { vocab_size: 300 };
+    let m = data::prepare(&config).unwrap();
+    assert_eq!(m.train.documents + m.validation.documents, 22);
+    assert_eq!(m.validation.documents, 2, "documents 9 and 19 of 22");
+    assert!(m.vocab_size <= 300 && m.vocab_size > 256);
+    // Every document ends with the end-of-text token, and nothing else is one.
+    let eot = m.eot_id.unwrap();
+    let train = m.open(&dir.join("a"), &m.train).unwrap();
+    let ids: Vec<u32> = train.iter().flat_map(|f| f.read(0, f.len())).collect();
+    assert_eq!(ids.len() as u64, m.train.tokens);
+    assert_eq!(
+        ids.iter().filter(|&&t| t == eot).count() as u64,
+        m.train.documents
+    );
+    assert_eq!(*ids.last().unwrap(), eot);
+    // The tokenizer round-trips the text.
+    let tok = m.load_tokenizer(&dir.join("a")).unwrap();
+    let first = fs::read_to_string(text.join("doc-000.txt")).unwrap();
+    let end = ids.iter().position(|&t| t == eot).unwrap();
+    assert_eq!(tok.decode(&ids[..end], false).unwrap(), first);
+    // Preparing again gives the same bytes; small shards split the same stream.
+    config.out = dir.join("b");
+    config.shard_tokens = 1000;
+    let m2 = data::prepare(&config).unwrap();
+    assert!(m2.train.files.len() > 1);
+    let ids2: Vec<u32> = m2
+        .open(&dir.join("b"), &m2.train)
+        .unwrap()
+        .iter()
+        .flat_map(|f| f.read(0, f.len()))
+        .collect();
+    assert_eq!(ids, ids2);
+    assert_eq!(
+        fs::read(dir.join("a/tokenizer.json")).unwrap(),
+        fs::read(dir.join("b/tokenizer.json")).unwrap()
+    );
+    // A user's tokenizer is loaded, not retrained.
+    config.out = dir.join("c");
+    config.tokenizer = TokenizerSource::File(dir.join("a/tokenizer.json"));
+    let m3 = data::prepare(&config).unwrap();
+    assert_eq!((m3.train.tokens, m3.eot_id), (m.train.tokens, m.eot_id));
+}
+
+fn err_text<T: std::fmt::Debug>(r: Result<T, TrainError>) -> String {
+    r.unwrap_err().to_string()
+}
+
+#[test]
+fn prepare_refuses_bad_input_and_keeps_existing_data() {
+    let dir = scratch("prepare-bad");
+    let text = write_corpus(&dir, 12, 5);
+    let run = |inputs: Vec<PathBuf>, out: &str| {
+        let mut c = PrepareConfig::new(inputs, dir.join(out));
+        c.tokenizer = TokenizerSource::Train { vocab_size: 300 };
+        data::prepare(&c)
+    };
+    assert!(err_text(run(vec![dir.join("nope.txt")], "o")).contains("does not exist"));
+    assert!(err_text(run(vec![], "o")).contains("no input"));
+    fs::create_dir_all(dir.join("empty")).unwrap();
+    assert!(err_text(run(vec![dir.join("empty")], "o")).contains("is empty"));
+    fs::write(dir.join("blank.txt"), " \n\n").unwrap();
+    assert!(err_text(run(vec![dir.join("blank.txt")], "o")).contains("no text"));
+    fs::write(dir.join("latin1.txt"), b"caf\xe9 au lait").unwrap();
+    let e = err_text(run(vec![text.clone(), dir.join("latin1.txt")], "o"));
+    assert!(e.contains("latin1.txt") && e.contains("not UTF-8"), "{e}");
+    fs::write(dir.join("bad.jsonl"), "{\"body\": \"x\"}\n").unwrap();
+    assert!(err_text(run(vec![dir.join("bad.jsonl")], "o"))
+        .contains("bad.jsonl:1: no string field \"text\""));
+    fs::write(dir.join("broken.jsonl"), "{\"text\": \n").unwrap();
+    assert!(err_text(run(vec![dir.join("broken.jsonl")], "o")).contains("not JSON"));
+    let e = err_text(run(vec![text.join("doc-000.txt")], "o"));
+    assert!(e.contains("too few to hold out"), "{e}");
+    assert!(!dir.join("o").exists(), "nothing is written on bad input");
+    // Prepared data is not replaced without --force, and stays intact.
+    run(vec![text.clone()], "keep").unwrap();
+    let before = fs::read(dir.join("keep/manifest.json")).unwrap();
+    assert!(err_text(run(vec![text.clone()], "keep")).contains("--force"));
+    assert_eq!(fs::read(dir.join("keep/manifest.json")).unwrap(), before);
+    // A missing user tokenizer, one without an end-of-text token, a too small vocabulary.
+    let mut c = PrepareConfig::new(vec![text.clone()], dir.join("t"));
+    c.tokenizer = TokenizerSource::File(dir.join("missing.json"));
+    assert!(err_text(data::prepare(&c)).contains("does not exist"));
+    c.tokenizer = TokenizerSource::File(dir.join("keep/tokenizer.json"));
+    c.eot = Some("<nope>".into());
+    assert!(err_text(data::prepare(&c)).contains("no token \"<nope>\""));
+    c.tokenizer = TokenizerSource::Train { vocab_size: 100 };
+    c.eot = None;
+    assert!(err_text(data::prepare(&c)).contains("too small"));
+}
+
+#[test]
+fn training_learns_far_below_the_unigram_entropy() {
+    let _lock = rng_lock();
+    let dir = scratch("learn");
+    let data = prepared(&dir);
+    let manifest = Manifest::load(&data).unwrap();
+    // Unigram entropy of the training tokens (nats): what a model without context achieves.
+    let ids: Vec<u32> = manifest
+        .open(&data, &manifest.train)
+        .unwrap()
+        .iter()
+        .flat_map(|f| f.read(0, f.len()))
+        .collect();
+    let mut counts = vec![0f64; manifest.vocab_size];
+    ids.iter().for_each(|&t| counts[t as usize] += 1.0);
+    let n = ids.len() as f64;
+    let unigram: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| -(c / n) * (c / n).ln())
+        .sum();
+
+    let mut config = small_run(&data, 200);
+    config.lr = 1e-2;
+    config.eval_every = 100;
+    let out = dir.join("run");
+    let summary = train::train::<TB>(
+        &config,
+        &out,
+        RunOptions::default(),
+        &Default::default(),
+        &mut Quiet,
+    )
+    .unwrap();
+    let val = summary.val_loss.unwrap();
+    assert!(
+        val < 0.6 * unigram,
+        "validation loss {val} vs unigram entropy {unigram}"
+    );
+    // The run folder: config, metrics with every step and two evaluations, plot, checkpoint.
+    let records = losses(&out);
+    assert_eq!(records.len(), 200);
+    let evals = fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .matches("val_loss")
+        .count();
+    assert_eq!(evals, 2);
+    assert!(fs::read_to_string(out.join("loss.svg"))
+        .unwrap()
+        .contains("<polyline"));
+    assert!(out.join("config.json").is_file());
+    // The FLOP ledger is the paper's formula: 3 x forward x tokens, no guides here.
+    let fwd = transformer::accounting::forward_flops(&config.model, config.seq_len, false, false);
+    let tokens = 200.0 * (config.global_batch() * config.seq_len) as f64;
+    assert!((summary.flops - 3.0 * tokens * fwd.forward_per_token as f64).abs() < 1.0);
+    // The checkpoint evaluates to the same validation loss.
+    let (model, state) =
+        checkpoint::load_model::<IB>(&summary.checkpoint, &Default::default()).unwrap();
+    assert_eq!(state.step, 200);
+    let val_loader = crate::WindowLoader::new(
+        manifest.open(&data, &manifest.validation).unwrap(),
+        32,
+        0,
+        false,
+    )
+    .unwrap();
+    let r = train::evaluate(&model, &val_loader, 4, 4, &Default::default()).unwrap();
+    assert!((r.val_loss - val).abs() < 1e-5, "{} vs {val}", r.val_loss);
+    // Pre-merged, the same loss.
+    let r2 = train::evaluate(&model.merged(), &val_loader, 4, 4, &Default::default()).unwrap();
+    assert!((r2.val_loss - val).abs() < 1e-4);
+}
+
+#[test]
+fn stopping_and_resuming_matches_an_uninterrupted_run() {
+    let _lock = rng_lock();
+    let dir = scratch("resume");
+    let data = prepared(&dir);
+    let mut config = small_run(&data, 8);
+    config.sgt = Some(SgtConfig {
+        mode: SgtMode::Fixedflop,
+        ratio: 0.5,
+        shape: AlphaShape::Cosine,
+        reduce_flop: true,
+    });
+    config.eval_every = 5;
+    let device = Default::default();
+    let straight = dir.join("straight");
+    train::train::<TB>(
+        &config,
+        &straight,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let want = losses(&straight);
+    assert_eq!(want.len(), 12, "8 steps + 4 fixedflop steps");
+    assert_eq!(want[0].2, 1.0, "alpha starts at 1");
+    assert!(
+        want[4..].iter().all(|r| r.2 == 0.0),
+        "guides off after 4 steps"
+    );
+
+    // Stop inside the guided phase, then inside the replay, then finish.
+    let split = dir.join("split");
+    let stop = |at| RunOptions {
+        stop_at_step: Some(at),
+        ..RunOptions::default()
+    };
+    let s = train::train::<TB>(&config, &split, stop(2), &device, &mut Quiet).unwrap();
+    assert!(s.stopped_early && s.steps == 2);
+    let resume = |o: RunOptions| RunOptions { resume: true, ..o };
+    train::train::<TB>(&config, &split, resume(stop(10)), &device, &mut Quiet).unwrap();
+    train::train::<TB>(
+        &config,
+        &split,
+        resume(RunOptions::default()),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let got = losses(&split);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.0, w.0);
+        assert!(
+            (g.1 - w.1).abs() < 1e-6,
+            "step {}: loss {} vs {}",
+            g.0,
+            g.1,
+            w.1
+        );
+        assert_eq!(g.2, w.2, "alpha");
+        assert!((g.3 - w.3).abs() <= 1e-9 * w.3, "FLOPs");
+    }
+    // Guides were evaluated with probability alpha: their FLOPs lie between none and all.
+    let plain = 3.0
+        * 12.0
+        * (config.global_batch() * config.seq_len) as f64
+        * transformer::accounting::forward_flops(&config.model, config.seq_len, false, false)
+            .forward_per_token as f64;
+    assert!(want[11].3 > plain, "guides cost FLOPs while active");
+    // A finished run has nothing left to resume.
+    let e = err_text(train::train::<TB>(
+        &config,
+        &split,
+        resume(RunOptions::default()),
+        &device,
+        &mut Quiet,
+    ));
+    assert!(e.contains("complete"), "{e}");
+}
+
+#[test]
+fn training_refuses_bad_input() {
+    let _lock = rng_lock();
+    let dir = scratch("train-bad");
+    let data = prepared(&dir);
+    let device = Default::default();
+    let go = |c: &TrainConfig, out: &str, o: RunOptions| {
+        train::train::<TB>(c, &dir.join(out), o, &device, &mut Quiet).map(|_| ())
+    };
+    let ok = small_run(&data, 2);
+    let mut c = ok.clone();
+    c.seq_len = 64;
+    assert!(err_text(go(&c, "r", RunOptions::default())).contains("max_seq_len"));
+    let mut c = ok.clone();
+    c.budget = Budget::Steps(0);
+    assert!(err_text(go(&c, "r", RunOptions::default())).contains("at least 1"));
+    c.budget = Budget::Tokens(10);
+    assert!(err_text(go(&c, "r", RunOptions::default())).contains("less than one step"));
+    let mut c = ok.clone();
+    c.model.vocab_size = 100;
+    assert!(err_text(go(&c, "r", RunOptions::default())).contains("vocabulary"));
+    let mut c = ok.clone();
+    c.data = dir.join("nowhere");
+    assert!(err_text(go(&c, "r", RunOptions::default())).contains("does not exist"));
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    assert!(err_text(go(&ok, "r", resume)).contains("nothing to resume"));
+    assert!(!dir.join("r").exists(), "refused runs write nothing");
+    // A finished run is not overwritten without --force, nor resumed with another model.
+    go(&ok, "done", RunOptions::default()).unwrap();
+    let metrics = fs::read(dir.join("done/metrics.jsonl")).unwrap();
+    assert!(err_text(go(&ok, "done", RunOptions::default())).contains("--force"));
+    assert_eq!(fs::read(dir.join("done/metrics.jsonl")).unwrap(), metrics);
+    let mut other = ok.clone();
+    other.model.ffn.fc1 = Structure::Dense;
+    other.model_name = "other".into();
+    assert!(err_text(go(&other, "done", resume)).contains("different model"));
+    // Weights of another model are refused by the checkpoint loader.
+    let ckpt = checkpoint::resolve(&dir.join("done")).unwrap();
+    let mut model = other.model.init::<IB>(&device).unwrap();
+    assert!(err_text(checkpoint::load_weights(&ckpt, &mut model)).contains("do not fit"));
+    // --force replaces the run.
+    go(
+        &ok,
+        "done",
+        RunOptions {
+            force: true,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
+    // A corrupted shard is reported with a hint.
+    let shard = data.join("train-0000.bin");
+    let mut bytes = fs::read(&shard).unwrap();
+    bytes[0] ^= 0xff;
+    fs::write(&shard, bytes).unwrap();
+    let e = err_text(go(&ok, "corrupt", RunOptions::default()));
+    assert!(
+        e.contains("train-0000.bin") && e.contains("strata data prepare"),
+        "{e}"
+    );
+}
