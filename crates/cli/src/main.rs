@@ -3,6 +3,9 @@
 
 mod backend;
 mod bench;
+mod data;
+mod infer;
+mod train;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,17 @@ enum Command {
         #[command(subcommand)]
         command: zoo::ZooCommand,
     },
+    /// Data: tokenize text into shards, or import raw uint16 tokens.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
+    /// Train a model (or resume a run).
+    Train(train::TrainArgs),
+    /// Validation loss and perplexity of a checkpoint.
+    Eval(infer::EvalArgs),
+    /// Continue a prompt with a checkpoint.
+    Generate(infer::GenerateArgs),
     /// Benchmarks, printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -30,9 +44,23 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's message, first line only, without its own "error: " prefix.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("error: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
         Command::Zoo { command } => zoo::run(command),
+        Command::Data { command } => data::run(command),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => infer::eval(args),
+        Command::Generate(args) => infer::generate_text(args),
         Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {

@@ -367,44 +367,39 @@ fn cursor_at(windows_done: u64, windows_per_epoch: usize) -> Cursor {
     }
 }
 
-/// Prepares the output folder: refuses another run unless forced, or checks a resumed one.
-fn claim_run_dir(
-    dir: &RunDir,
-    config: &TrainConfig,
-    options: RunOptions,
-) -> Result<Option<(PathBuf, TrainConfig)>, TrainError> {
-    let existing = std::fs::read_to_string(dir.config()).ok();
-    if options.resume {
-        let Some(text) = existing else {
-            return Err(TrainError::Config(format!(
-                "nothing to resume: {} holds no run",
-                dir.0.display()
-            )));
-        };
-        let saved: TrainConfig = serde_json::from_str(&text).map_err(|e| {
-            TrainError::Config(format!(
-                "{}: not a strata run config: {e}",
-                dir.config().display()
-            ))
-        })?;
-        if saved.model != config.model {
-            return Err(TrainError::Config(format!(
-                "{} holds a run of a different model ({}), not {}",
-                dir.0.display(),
-                saved.model_name,
-                config.model_name
-            )));
-        }
-        let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
-            return Err(TrainError::Config(format!(
-                "nothing to resume: {} has no checkpoint yet",
-                dir.0.display()
-            )));
-        };
-        return Ok(Some((latest, saved)));
+/// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
+/// (which apply), after checking that the run trains the same model.
+fn find_resume(dir: &RunDir, config: &TrainConfig) -> Result<(PathBuf, TrainConfig), TrainError> {
+    let Ok(text) = std::fs::read_to_string(dir.config()) else {
+        return Err(TrainError::Config(format!(
+            "nothing to resume: {} holds no run",
+            dir.0.display()
+        )));
+    };
+    let saved: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+        TrainError::Config(format!("{}: not a strata run config: {e}", dir.config().display()))
+    })?;
+    if saved.model != config.model {
+        return Err(TrainError::Config(format!(
+            "{} holds a run of a different model ({}), not {}",
+            dir.0.display(),
+            saved.model_name,
+            config.model_name
+        )));
     }
-    if existing.is_some() {
-        if !options.force {
+    let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
+        return Err(TrainError::Config(format!(
+            "nothing to resume: {} has no checkpoint yet",
+            dir.0.display()
+        )));
+    };
+    Ok((latest, saved))
+}
+
+/// A fresh run: refuses to replace another run unless forced; creates the folder.
+fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
+    if dir.config().exists() {
+        if !force {
             return Err(TrainError::Config(format!(
                 "{} holds another run; pass --resume to continue it or --force to replace it",
                 dir.0.display()
@@ -416,7 +411,7 @@ fn claim_run_dir(
         }
     }
     std::fs::create_dir_all(&dir.0).map_err(|e| DataError::io(&dir.0, e))?;
-    Ok(None)
+    Ok(())
 }
 
 /// Trains (or resumes) the run in `out`, reporting to `observer`.
@@ -427,8 +422,16 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
-    config.validate()?;
     let dir = RunDir::new(out);
+    let resumed = match options.resume {
+        true => Some(find_resume(&dir, config)?),
+        false => None,
+    };
+    let config = match &resumed {
+        Some((_, saved)) => saved,
+        None => config,
+    };
+    config.validate()?;
     // Data problems surface before the output folder is touched.
     let manifest = Manifest::load(&config.data)?;
     if manifest.vocab_size > config.model.vocab_size {
@@ -449,11 +452,9 @@ pub fn train<B: AutodiffBackend>(
         0,
         false,
     )?;
-    let resumed = claim_run_dir(&dir, config, options)?;
-    let config = match &resumed {
-        Some((_, saved)) => saved.clone(),
-        None => config.clone(),
-    };
+    if resumed.is_none() {
+        claim_fresh(&dir, options.force)?;
+    }
     let tokenizer = manifest.tokenizer.as_ref().map(|t| config.data.join(t));
     if let Some(t) = &tokenizer {
         if !t.is_file() {
@@ -491,7 +492,7 @@ pub fn train<B: AutodiffBackend>(
             )));
         }
     } else {
-        let json = serde_json::to_string_pretty(&config).expect("plain config");
+        let json = serde_json::to_string_pretty(config).expect("plain config");
         write_atomic(&dir.config(), json.as_bytes())?;
     }
     if let Some(sgt) = &config.sgt {

@@ -1,0 +1,258 @@
+//! `strata eval` and `strata generate` on any checkpoint (a checkpoint folder, or a run folder
+//! for its newest one), structured, pre-merged, or dispatching by tokens in flight.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use serde_json::json;
+use tokenizers::Tokenizer;
+use trainer::checkpoint;
+use trainer::data::{load_tokenizer, Manifest, TOKENIZER};
+use trainer::train::evaluate;
+use trainer::WindowLoader;
+use transformer::{generate, Dispatching, GenerateConfig, SamplingConfig, DEFAULT_DISPATCH_THRESHOLD};
+
+use crate::backend::{dispatch, BackendKind, Job};
+use crate::train::check_vocab;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Checkpoint folder, or a run folder (its newest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Prepared data folder; its validation split is scored.
+    #[arg(long)]
+    data: PathBuf,
+    /// Tokens per sequence (default: the model's max_seq_len).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Batches scored at most (0: the whole validation split).
+    #[arg(long, default_value_t = 0)]
+    max_batches: usize,
+    /// Evaluate the pre-merged (dense) form of the model.
+    #[arg(long)]
+    merged: bool,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Checkpoint folder, or a run folder (its newest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Text to continue.
+    #[arg(long)]
+    prompt: String,
+    /// New tokens at most.
+    #[arg(long, default_value_t = 100)]
+    max_tokens: usize,
+    /// Softmax temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    /// Sample from the k most likely tokens only.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens with this much probability.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Pre-merge: calls with at most this many tokens use the merged dense model (default:
+    /// the measured default for this CPU).
+    #[arg(long)]
+    premerge_threshold: Option<usize>,
+    /// Always use the pre-merged dense model.
+    #[arg(long, conflicts_with = "premerge_threshold")]
+    merged: bool,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let dir = checkpoint::resolve(&args.checkpoint)?;
+    let config = checkpoint::read_model_config(&dir)?;
+    let manifest = Manifest::load(&args.data)?;
+    check_vocab(&manifest, config.vocab_size, &args.data)?;
+    check_same_tokenizer(&dir, &manifest, &args.data)?;
+    let seq_len = args.seq_len.unwrap_or(config.max_seq_len);
+    if seq_len == 0 || seq_len > config.max_seq_len {
+        bail!(
+            "--seq-len {seq_len} must lie in 1..={} (the model's max_seq_len)",
+            config.max_seq_len
+        );
+    }
+    let loader = WindowLoader::new(manifest.open(&args.data, &manifest.validation)?, seq_len, 0, false)?;
+    let step = checkpoint::read_state(&dir)?.step;
+    let result = dispatch(
+        args.backend,
+        Eval {
+            dir: dir.clone(),
+            loader,
+            batch_size: args.batch_size,
+            max_batches: args.max_batches,
+            merged: args.merged,
+        },
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "val_loss": result.val_loss,
+                "ppl": result.ppl,
+                "tokens": result.tokens,
+                "checkpoint": dir,
+                "step": step,
+                "merged": args.merged,
+            })
+        );
+    } else {
+        println!(
+            "val_loss {:.4} | ppl {:.2} | {} tokens | {} (step {step}{})",
+            result.val_loss,
+            result.ppl,
+            result.tokens,
+            dir.display(),
+            if args.merged { ", pre-merged" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+/// Refuses data tokenized with another tokenizer than the checkpoint's (when both have one).
+fn check_same_tokenizer(dir: &Path, manifest: &Manifest, data: &Path) -> Result<()> {
+    let (Some(name), true) = (&manifest.tokenizer, dir.join(TOKENIZER).is_file()) else {
+        return Ok(());
+    };
+    let ours = std::fs::read(dir.join(TOKENIZER)).with_context(|| dir.display().to_string())?;
+    let theirs = std::fs::read(data.join(name)).with_context(|| data.display().to_string())?;
+    if ours != theirs {
+        bail!(
+            "{} was tokenized with a different tokenizer than the checkpoint {}",
+            data.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+struct Eval {
+    dir: PathBuf,
+    loader: WindowLoader,
+    batch_size: usize,
+    max_batches: usize,
+    merged: bool,
+}
+
+impl Job for Eval {
+    type Output = trainer::train::EvalResult;
+    fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
+        let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        let model = match self.merged {
+            true if guided(&model) => bail!(
+                "{} is inside the guided phase (its guides are active): pre-merge applies to the structured model after it",
+                self.dir.display()
+            ),
+            true => model.merged(),
+            false => model,
+        };
+        Ok(evaluate(&model, &self.loader, self.batch_size, self.max_batches, &device)?)
+    }
+}
+
+/// Whether any guide of the model is still mixed in.
+fn guided<B: Backend>(model: &transformer::Transformer<B>) -> bool {
+    model.linears().iter().any(|l| l.guide_active())
+}
+
+/// The end-of-text token of a tokenizer, if it has one of the usual names.
+fn eot_id(tokenizer: &Tokenizer) -> Option<u32> {
+    ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>"]
+        .iter()
+        .find_map(|t| tokenizer.token_to_id(t))
+}
+
+pub fn generate_text(args: GenerateArgs) -> Result<()> {
+    let dir = checkpoint::resolve(&args.checkpoint)?;
+    let tok_path = dir.join(TOKENIZER);
+    if !tok_path.is_file() {
+        bail!(
+            "{} has no {TOKENIZER} (trained on imported tokens?); generation needs text",
+            dir.display()
+        );
+    }
+    let tokenizer = load_tokenizer(&tok_path)?;
+    let prompt = tokenizer
+        .encode(args.prompt.as_str(), false)
+        .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
+        .get_ids()
+        .to_vec();
+    if prompt.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let config = GenerateConfig {
+        max_new_tokens: args.max_tokens,
+        sampling: SamplingConfig {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+        stop_token: eot_id(&tokenizer),
+    };
+    config.sampling.validate()?;
+    let threshold = if args.merged {
+        usize::MAX
+    } else {
+        args.premerge_threshold.unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
+    };
+    let ids = dispatch(
+        args.backend,
+        Generate {
+            dir,
+            prompt,
+            config,
+            threshold,
+        },
+    )?;
+    let ids: Vec<u32> = ids.into_iter().filter(|&t| Some(t) != config.stop_token).collect();
+    let text = tokenizer
+        .decode(&ids, true)
+        .map_err(|e| anyhow::anyhow!("cannot decode: {e}"))?;
+    println!("{}{}", args.prompt, text);
+    Ok(())
+}
+
+struct Generate {
+    dir: PathBuf,
+    prompt: Vec<u32>,
+    config: GenerateConfig,
+    threshold: usize,
+}
+
+impl Job for Generate {
+    type Output = Vec<u32>;
+    fn run<B: Backend>(self, device: B::Device) -> Result<Vec<u32>> {
+        let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        if guided(&model) {
+            // Inside the guided phase the model is the guide/structure mix: no pre-merge.
+            return Ok(generate(&model, &self.prompt, &self.config, &device)?);
+        }
+        let model = Dispatching::new(model, self.threshold);
+        Ok(generate(&model, &self.prompt, &self.config, &device)?)
+    }
+}

@@ -1,0 +1,420 @@
+//! `strata train`: flags -> [`TrainConfig`], the run on the chosen backend, a progress display
+//! (a live line on a terminal, plain lines otherwise) and the final summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+use trainer::data::Manifest;
+use trainer::optim::AdamWConfig;
+use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
+use trainer::train::{self, Budget, Event, Observer, RunOptions, Summary, TrainConfig};
+use transformer::zoo::{resolve_model, Zoo};
+
+use crate::backend::{dispatch, BackendKind, Job};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgtArg {
+    /// No self-guided training.
+    None,
+    /// Guide during the first ratio x N of N steps.
+    Fixedstep,
+    /// Add ratio x N steps to match dense FLOPs, replaying the guided phase's data at the end.
+    Fixedflop,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeArg {
+    Cosine,
+    Linear,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Zoo name or model config file (.json / .toml).
+    #[arg(long)]
+    pub model: String,
+    /// Prepared data folder (`strata data prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder: config.json, metrics.jsonl, loss.svg, checkpoints/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Continue the run in --out from its newest checkpoint (its saved settings apply).
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace a run already in --out.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
+    /// Optimizer steps (before fixedflop's extra steps).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "tokens")]
+    pub steps: Option<i64>,
+    /// Token budget: floor(tokens / (global batch x seq len)) steps.
+    #[arg(long, allow_hyphen_values = true)]
+    pub tokens: Option<i64>,
+    /// Tokens per sequence (default: the model's max_seq_len).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Sequences per optimizer step (a multiple of --batch-size; gradient accumulation makes up
+    /// the difference). Default: --batch-size.
+    #[arg(long)]
+    pub global_batch: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 6e-4)]
+    pub lr: f64,
+    /// Warmup as a fraction of the steps.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Cosine floor as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay (matrices only; biases and norms never decay).
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    /// AdamW beta1.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    /// AdamW beta2.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// AdamW epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    /// Clip the global gradient norm to this (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Self-guided training mode.
+    #[arg(long, value_enum, default_value = "none")]
+    pub sgt: SgtArg,
+    /// SGT ratio: guided fraction (fixedstep) or added fraction (fixedflop) of the steps.
+    #[arg(long, default_value_t = 0.5)]
+    pub sgt_ratio: f64,
+    /// Alpha's decay.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub sgt_schedule: ShapeArg,
+    /// Evaluate each guide with probability alpha only.
+    #[arg(long)]
+    pub reduce_flop: bool,
+    /// Evaluate every N steps (and at the end; 0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Validation batches per evaluation (0: the whole validation split).
+    #[arg(long, default_value_t = 0)]
+    pub eval_batches: usize,
+    /// Write a metrics record every N steps.
+    #[arg(long, default_value_t = 1)]
+    pub log_every: u64,
+    /// Checkpoint every N steps (and at the end; 0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 2)]
+    pub keep: usize,
+    /// Seed of everything.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device peak TFLOP/s, to report MFU.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Stop with a checkpoint after this many seconds (`--resume` continues).
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// Stop with a checkpoint once this step is done (`--resume` continues).
+    #[arg(long)]
+    pub stop_at: Option<u64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn positive(name: &str, v: Option<i64>) -> Result<Option<u64>> {
+    match v {
+        Some(n) if n <= 0 => bail!("--{name} must be positive (got {n})"),
+        Some(n) => Ok(Some(n as u64)),
+        None => Ok(None),
+    }
+}
+
+/// Builds the run's settings from the flags.
+pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
+    let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
+    let budget = match (positive("steps", args.steps)?, positive("tokens", args.tokens)?) {
+        (Some(s), _) => Budget::Steps(s),
+        (None, Some(t)) => Budget::Tokens(t),
+        (None, None) if args.resume => Budget::Steps(1), // the saved run's budget applies
+        (None, None) => bail!("give a budget: --steps N or --tokens N"),
+    };
+    let mut c = TrainConfig::new(&entry.name, entry.config, args.data.clone(), budget);
+    if let Some(s) = args.seq_len {
+        c.seq_len = s;
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    c.batch_size = args.batch_size;
+    let global = args.global_batch.unwrap_or(args.batch_size);
+    if global == 0 || global % args.batch_size != 0 {
+        bail!(
+            "--global-batch {global} must be a positive multiple of --batch-size {}",
+            args.batch_size
+        );
+    }
+    c.grad_accum = global / args.batch_size;
+    c.lr = args.lr;
+    c.warmup_frac = args.warmup;
+    c.min_lr_ratio = args.min_lr_ratio;
+    c.adamw = AdamWConfig {
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args.weight_decay,
+    };
+    c.clip = args.clip;
+    c.sgt = match args.sgt {
+        SgtArg::None => None,
+        mode => Some(SgtConfig {
+            mode: if mode == SgtArg::Fixedstep {
+                SgtMode::Fixedstep
+            } else {
+                SgtMode::Fixedflop
+            },
+            ratio: args.sgt_ratio,
+            shape: match args.sgt_schedule {
+                ShapeArg::Cosine => AlphaShape::Cosine,
+                ShapeArg::Linear => AlphaShape::Linear,
+            },
+            reduce_flop: args.reduce_flop,
+        }),
+    };
+    if c.sgt.is_none() && args.reduce_flop {
+        bail!("--reduce-flop needs --sgt fixedstep or fixedflop");
+    }
+    c.eval_every = args.eval_every;
+    c.eval_batches = args.eval_batches;
+    c.log_every = args.log_every;
+    c.checkpoint_every = args.checkpoint_every;
+    c.keep = args.keep;
+    c.seed = args.seed;
+    c.peak_flops = args.peak_tflops.map(|t| t * 1e12);
+    Ok(c)
+}
+
+/// Trains and returns the summary (used by `strata train` and the demo).
+pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Summary> {
+    let config = config(args)?;
+    if let Some(t) = args.time_limit {
+        if t.is_nan() || t <= 0.0 {
+            bail!("--time-limit must be positive (got {t})");
+        }
+    }
+    let options = RunOptions {
+        resume: args.resume,
+        force: args.force,
+        time_limit_s: args.time_limit,
+        stop_at_step: args.stop_at,
+    };
+    dispatch(
+        args.backend,
+        TrainRun {
+            config,
+            out: args.out.clone(),
+            options,
+            observer,
+        },
+    )
+}
+
+struct TrainRun<'a> {
+    config: TrainConfig,
+    out: PathBuf,
+    options: RunOptions,
+    observer: &'a mut dyn Observer,
+}
+
+impl Job for TrainRun<'_> {
+    type Output = Summary;
+    fn run<B: Backend>(self, device: B::Device) -> Result<Summary> {
+        Ok(train::train::<Autodiff<B>>(
+            &self.config,
+            &self.out,
+            self.options,
+            &device,
+            self.observer,
+        )?)
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut progress = Progress::new();
+    let summary = run_training(&args, &mut progress)?;
+    progress.finish();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary, &args.data);
+    }
+    Ok(())
+}
+
+/// Prints a run's summary as text.
+pub fn print_summary(s: &Summary, data: &Path) {
+    let ppl = s
+        .val_ppl
+        .map(|p| format!("{p:.2}"))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "{}: {:.2}M params | {} steps, {} tokens, {:.3e} FLOPs | {:.0} tokens/s over {:.0}s | validation perplexity {} ({})",
+        s.model,
+        s.params as f64 / 1e6,
+        s.steps,
+        s.tokens,
+        s.flops,
+        s.tokens_per_s,
+        s.elapsed_s,
+        ppl,
+        data.display()
+    );
+    if s.stopped_early {
+        println!("stopped early; continue with --resume");
+    }
+    println!("checkpoint: {}", s.checkpoint.display());
+}
+
+/// The progress display: one live line on a terminal, plain lines (every ~2% and at every
+/// evaluation) otherwise.
+pub struct Progress {
+    live: bool,
+    started: Instant,
+    start_step: u64,
+    total: u64,
+    every: u64,
+    dirty: bool,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Self {
+            live: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            start_step: 0,
+            total: 0,
+            every: 1,
+            dirty: false,
+        }
+    }
+
+    /// Ends the live line.
+    pub fn finish(&mut self) {
+        if self.dirty {
+            eprintln!();
+            self.dirty = false;
+        }
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+impl Observer for Progress {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Started {
+                plan,
+                start_step,
+                params,
+            } => {
+                self.started = Instant::now();
+                self.start_step = start_step;
+                self.total = plan.total_steps;
+                self.every = (plan.total_steps / 50).max(1);
+                let from = if start_step > 0 {
+                    format!(", resuming after step {start_step}")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "training {:.2}M parameters for {} steps ({} guided){from}",
+                    params as f64 / 1e6,
+                    plan.total_steps,
+                    plan.guided_steps
+                );
+            }
+            Event::Step(r) => {
+                let done = r.step - self.start_step;
+                let per_step = self.started.elapsed().as_secs_f64() / done.max(1) as f64;
+                let eta = per_step * (self.total - r.step) as f64;
+                let mut line = format!(
+                    "step {}/{} | loss {:.4} | lr {:.2e} | alpha {:.3} | {:.0} tok/s | {:.3e} FLOPs | ETA {}",
+                    r.step,
+                    r.total_steps,
+                    r.loss,
+                    r.lr,
+                    r.alpha,
+                    r.tokens_per_s,
+                    r.flops,
+                    duration(eta)
+                );
+                if let Some(m) = r.mfu {
+                    line += &format!(" | MFU {:.1}%", m * 100.0);
+                }
+                if let Some(v) = r.val_loss {
+                    line += &format!(
+                        " | val loss {v:.4} ppl {:.2}",
+                        r.val_ppl.unwrap_or(f64::NAN)
+                    );
+                }
+                if self.live {
+                    eprint!("\r\x1b[2K{line}");
+                    let _ = std::io::stderr().flush();
+                    self.dirty = true;
+                    if r.val_loss.is_some() {
+                        self.finish();
+                    }
+                } else if r.val_loss.is_some() || r.step % self.every == 0 {
+                    eprintln!("{line}");
+                }
+            }
+            Event::Checkpoint(path) => {
+                if !self.live {
+                    eprintln!("checkpoint {}", path.display());
+                }
+            }
+            Event::Finished(_) => self.finish(),
+        }
+    }
+}
+
+/// The vocabulary check shared by eval: the data's tokens must index the model's embedding.
+pub fn check_vocab(manifest: &Manifest, model_vocab: usize, data: &Path) -> Result<()> {
+    if manifest.vocab_size > model_vocab {
+        bail!(
+            "{} was tokenized with {} tokens but the model's vocabulary has {}",
+            data.display(),
+            manifest.vocab_size,
+            model_vocab
+        );
+    }
+    Ok(())
+}
