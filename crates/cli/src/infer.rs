@@ -12,7 +12,9 @@ use trainer::checkpoint;
 use trainer::data::{load_tokenizer, Manifest, TOKENIZER};
 use trainer::train::evaluate;
 use trainer::WindowLoader;
-use transformer::{generate, Dispatching, GenerateConfig, SamplingConfig, DEFAULT_DISPATCH_THRESHOLD};
+use transformer::{
+    generate, Dispatching, GenerateConfig, SamplingConfig, DEFAULT_DISPATCH_THRESHOLD,
+};
 
 use crate::backend::{dispatch, BackendKind, Job};
 use crate::train::check_vocab;
@@ -96,7 +98,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             config.max_seq_len
         );
     }
-    let loader = WindowLoader::new(manifest.open(&args.data, &manifest.validation)?, seq_len, 0, false)?;
+    let loader = WindowLoader::new(
+        manifest.open(&args.data, &manifest.validation)?,
+        seq_len,
+        0,
+        false,
+    )?;
     let step = checkpoint::read_state(&dir)?.step;
     let result = dispatch(
         args.backend,
@@ -170,7 +177,13 @@ impl Job for Eval {
             true => model.merged(),
             false => model,
         };
-        Ok(evaluate(&model, &self.loader, self.batch_size, self.max_batches, &device)?)
+        Ok(evaluate(
+            &model,
+            &self.loader,
+            self.batch_size,
+            self.max_batches,
+            &device,
+        )?)
     }
 }
 
@@ -181,9 +194,15 @@ fn guided<B: Backend>(model: &transformer::Transformer<B>) -> bool {
 
 /// The end-of-text token of a tokenizer, if it has one of the usual names.
 fn eot_id(tokenizer: &Tokenizer) -> Option<u32> {
-    ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eot_id|>"]
-        .iter()
-        .find_map(|t| tokenizer.token_to_id(t))
+    [
+        "<|endoftext|>",
+        "</s>",
+        "<eos>",
+        "<|end_of_text|>",
+        "<|eot_id|>",
+    ]
+    .iter()
+    .find_map(|t| tokenizer.token_to_id(t))
 }
 
 pub fn generate_text(args: GenerateArgs) -> Result<()> {
@@ -218,7 +237,8 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
     let threshold = if args.merged {
         usize::MAX
     } else {
-        args.premerge_threshold.unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
+        args.premerge_threshold
+            .unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
     };
     let ids = dispatch(
         args.backend,
@@ -229,7 +249,10 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
             threshold,
         },
     )?;
-    let ids: Vec<u32> = ids.into_iter().filter(|&t| Some(t) != config.stop_token).collect();
+    let ids: Vec<u32> = ids
+        .into_iter()
+        .filter(|&t| Some(t) != config.stop_token)
+        .collect();
     let text = tokenizer
         .decode(&ids, true)
         .map_err(|e| anyhow::anyhow!("cannot decode: {e}"))?;

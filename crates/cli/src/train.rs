@@ -148,7 +148,10 @@ fn positive(name: &str, v: Option<i64>) -> Result<Option<u64>> {
 /// Builds the run's settings from the flags.
 pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
-    let budget = match (positive("steps", args.steps)?, positive("tokens", args.tokens)?) {
+    let budget = match (
+        positive("steps", args.steps)?,
+        positive("tokens", args.tokens)?,
+    ) {
         (Some(s), _) => Budget::Steps(s),
         (None, Some(t)) => Budget::Tokens(t),
         (None, None) if args.resume => Budget::Steps(1), // the saved run's budget applies
@@ -163,7 +166,7 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     c.batch_size = args.batch_size;
     let global = args.global_batch.unwrap_or(args.batch_size);
-    if global == 0 || global % args.batch_size != 0 {
+    if global == 0 || !global.is_multiple_of(args.batch_size) {
         bail!(
             "--global-batch {global} must be a positive multiple of --batch-size {}",
             args.batch_size
@@ -392,7 +395,7 @@ impl Observer for Progress {
                     if r.val_loss.is_some() {
                         self.finish();
                     }
-                } else if r.val_loss.is_some() || r.step % self.every == 0 {
+                } else if r.val_loss.is_some() || r.step.is_multiple_of(self.every) {
                     eprintln!("{line}");
                 }
             }

@@ -66,3 +66,248 @@ fn an_unknown_model_is_a_one_line_error_with_close_names() {
     );
     assert!(err.contains("s-lowrank-r192"), "{err}");
 }
+
+/// A fresh scratch folder for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Twenty generated documents (a tiny grammar, seeded by the document index).
+fn write_corpus(dir: &std::path::Path) -> String {
+    let text = dir.join("text");
+    std::fs::create_dir_all(&text).unwrap();
+    let words = [
+        "the cat",
+        "a dog",
+        "sees",
+        "likes",
+        "the river",
+        "some bread",
+        "today.",
+        "again.",
+    ];
+    for d in 0..20usize {
+        let doc: Vec<&str> = (0..200)
+            .map(|i| words[(i * 7 + d * 3 + i / 5) % words.len()])
+            .collect();
+        std::fs::write(text.join(format!("{d:02}.txt")), doc.join(" ")).unwrap();
+    }
+    text.to_string_lossy().into_owned()
+}
+
+/// A model config file: tiny-lowrank-r32 shrunk to width 32, 2 layers, context 32.
+fn write_model(dir: &std::path::Path, vocab: u64) -> String {
+    let mut config =
+        stdout_json(&strata(&["zoo", "show", "tiny-lowrank-r32", "--json"]))["config"].clone();
+    for (k, v) in [
+        ("vocab_size", vocab),
+        ("d_model", 32),
+        ("d_attn", 32),
+        ("d_ff", 128),
+        ("n_heads", 2),
+        ("n_kv_heads", 2),
+        ("n_layers", 2),
+        ("max_seq_len", 32),
+    ] {
+        config[k] = v.into();
+    }
+    config["ffn"]["fc1"]["rank"] = 8.into();
+    config["ffn"]["fc2"]["rank"] = 8.into();
+    let path = dir.join(format!("model-{vocab}.json"));
+    std::fs::write(&path, config.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Asserts a one-line `error: ...` containing `needle` and a non-zero exit.
+fn fails_with(out: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected a failure: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn prepare_train_resume_eval_generate_end_to_end() {
+    let dir = scratch("e2e");
+    let text = write_corpus(&dir);
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let out = strata(&[
+        "data",
+        "prepare",
+        "--input",
+        &text,
+        "--out",
+        &data,
+        "--vocab-size",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = write_model(&dir, 300);
+    let run = dir.join("run").to_string_lossy().into_owned();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--out",
+            &run,
+            "--steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--global-batch",
+            "4",
+            "--lr",
+            "3e-3",
+            "--sgt",
+            "fixedstep",
+            "--reduce-flop",
+            "--eval-batches",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        strata(&args)
+    };
+    let first = train(&["--stop-at", "3"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("stopped early"));
+    let summary = stdout_json(&train(&["--resume", "--json"]));
+    assert_eq!(summary["steps"], 6);
+    // metrics.jsonl follows the contract: every step once, val_loss on evaluation steps.
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["step"], i as u64 + 1);
+        for key in ["tokens", "loss", "lr", "alpha", "flops", "elapsed_s"] {
+            assert!(l[key].is_number(), "{key} in {l}");
+        }
+    }
+    assert!(lines[2]["val_loss"].is_number() && lines[5]["val_loss"].is_number());
+    assert_eq!(lines[0]["alpha"], 1.0);
+    assert!(dir.join("run/config.json").is_file() && dir.join("run/loss.svg").is_file());
+    // eval (structured and pre-merged agree) and generate.
+    let e = stdout_json(&strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--json",
+    ]));
+    let m = stdout_json(&strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--json",
+        "--merged",
+    ]));
+    assert!(e["val_loss"].as_f64().unwrap() > 0.0 && e["tokens"].as_u64().unwrap() > 0);
+    assert!((e["ppl"].as_f64().unwrap() - e["val_loss"].as_f64().unwrap().exp()).abs() < 1e-6);
+    assert!((e["val_loss"].as_f64().unwrap() - m["val_loss"].as_f64().unwrap()).abs() < 1e-4);
+    let g = strata(&[
+        "generate",
+        "--checkpoint",
+        &run,
+        "--prompt",
+        "the cat",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "3",
+    ]);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    assert!(String::from_utf8_lossy(&g.stdout).starts_with("the cat"));
+
+    // Bad input: one line, non-zero exit, nothing already written changes.
+    let before = std::fs::read(dir.join("run/metrics.jsonl")).unwrap();
+    fails_with(train(&[]), "holds another run");
+    fails_with(train(&["--seq-len", "64"]), "max_seq_len");
+    let small = write_model(&dir, 200);
+    fails_with(
+        strata(&[
+            "train", "--model", &small, "--data", &data, "--out", &run, "--steps", "2", "--resume",
+        ]),
+        "different model",
+    );
+    let fresh = dir.join("fresh").to_string_lossy().into_owned();
+    fails_with(
+        strata(&[
+            "train", "--model", &small, "--data", &data, "--out", &fresh, "--steps", "2",
+        ]),
+        "vocab",
+    );
+    fails_with(
+        strata(&[
+            "train", "--model", &model, "--data", &data, "--out", &fresh, "--steps", "-1",
+        ]),
+        "positive",
+    );
+    fails_with(
+        strata(&[
+            "train", "--model", &model, "--data", &data, "--out", &fresh, "--tokens", "0",
+        ]),
+        "positive",
+    );
+    fails_with(
+        strata(&[
+            "train", "--model", &model, "--data", &data, "--out", &fresh, "--steps", "2",
+            "--resume",
+        ]),
+        "nothing to resume",
+    );
+    fails_with(
+        strata(&["eval", "--checkpoint", &fresh, "--data", &data]),
+        "does not exist",
+    );
+    fails_with(
+        strata(&[
+            "data",
+            "prepare",
+            "--input",
+            &dir.join("missing").to_string_lossy(),
+            "--out",
+            &fresh,
+        ]),
+        "does not exist",
+    );
+    fails_with(
+        strata(&["data", "prepare", "--input", &text, "--out", &data]),
+        "--force",
+    );
+    fails_with(
+        strata(&[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--prompt",
+            "the cat",
+            "--temperature",
+            "-1",
+        ]),
+        "temperature",
+    );
+    assert_eq!(
+        std::fs::read(dir.join("run/metrics.jsonl")).unwrap(),
+        before
+    );
+    assert!(!dir.join("fresh").exists());
+}

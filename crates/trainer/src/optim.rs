@@ -45,6 +45,9 @@ impl Default for AdamWConfig {
     }
 }
 
+/// Moments of one parameter while a state file is read: `m` and `v` as found.
+type HalfRead<B> = (Option<Tensor<B, 1>>, Option<Tensor<B, 1>>);
+
 /// First and second moments of one parameter, flattened.
 #[derive(Clone, Debug)]
 struct Moments<B: Backend> {
@@ -170,8 +173,7 @@ impl<B: Backend> AdamW<B> {
             .ok_or_else(|| TrainError::checkpoint(path, "optimizer state without a step count"))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| TrainError::checkpoint(path, format!("not an optimizer state: {e}")))?;
-        let mut moments: BTreeMap<String, (Option<Tensor<B, 1>>, Option<Tensor<B, 1>>)> =
-            BTreeMap::new();
+        let mut moments: BTreeMap<String, HalfRead<B>> = BTreeMap::new();
         for (name, view) in st.tensors() {
             let (param, kind) = name
                 .rsplit_once('#')

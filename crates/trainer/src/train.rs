@@ -350,6 +350,39 @@ pub fn evaluate<B: Backend>(
     })
 }
 
+/// Forward and backward of one micro-batch of windows: its mean token loss, and its gradients
+/// scaled by `1 / accum` (burn's accumulator sums, so `accum` micro-batches average).
+pub fn micro_step<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    windows: &[Vec<u32>],
+    accum: usize,
+    device: &B::Device,
+) -> Result<(f64, GradientsParams), TrainError> {
+    let (input, target) = batch_tensors::<B>(windows, device);
+    let loss = cross_entropy(model.forward(input)?, target);
+    let value: f64 = loss.clone().into_scalar().elem();
+    if !value.is_finite() {
+        return Err(TrainError::Config(format!(
+            "the loss became {value}; lower the learning rate"
+        )));
+    }
+    let grads = loss.div_scalar(accum as f64).backward();
+    Ok((value, GradientsParams::from_grads(grads, model)))
+}
+
+/// Clips `grads` by their global norm to `clip` (0: no clipping) and applies one AdamW update
+/// with learning rate `lr`; returns the model and the norm before clipping.
+pub fn apply_update<B: AutodiffBackend>(
+    model: Transformer<B>,
+    optim: &mut AdamW<B::InnerBackend>,
+    grads: &GradientsParams,
+    lr: f64,
+    clip: f64,
+) -> (Transformer<B>, f64) {
+    let norm = global_grad_norm(&model, grads);
+    (optim.step(model, grads, lr, clip_factor(norm, clip)), norm)
+}
+
 /// The generator seed of step `step` in a run seeded `seed` (splitmix64 of both).
 pub fn step_seed(seed: u64, step: u64) -> u64 {
     let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -377,7 +410,10 @@ fn find_resume(dir: &RunDir, config: &TrainConfig) -> Result<(PathBuf, TrainConf
         )));
     };
     let saved: TrainConfig = serde_json::from_str(&text).map_err(|e| {
-        TrainError::Config(format!("{}: not a strata run config: {e}", dir.config().display()))
+        TrainError::Config(format!(
+            "{}: not a strata run config: {e}",
+            dir.config().display()
+        ))
     })?;
     if saved.model != config.model {
         return Err(TrainError::Config(format!(
@@ -535,25 +571,17 @@ pub fn train<B: AutodiffBackend>(
             if state.guides {
                 guides_used = model.resample_guides(&mut rng);
             }
-            let (input, target) = batch_tensors::<B>(&loader.next_batch(config.batch_size), device);
-            let loss = cross_entropy(model.forward(input)?, target);
-            let value: f64 = loss.clone().into_scalar().elem();
-            if !value.is_finite() {
-                return Err(TrainError::Config(format!(
-                    "the loss became {value} at step {}; lower the learning rate",
-                    step + 1
-                )));
-            }
-            loss_sum += value;
             state.flops +=
                 3.0 * (fixed_per_token * micro_tokens + model.linear_flops(micro_tokens)) as f64;
-            let grads = loss.div_scalar(config.grad_accum as f64).backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            let windows = loader.next_batch(config.batch_size);
+            let (loss, grads) = micro_step(&model, &windows, config.grad_accum, device)?;
+            loss_sum += loss;
+            accumulator.accumulate(&model, grads);
         }
-        let grads = accumulator.grads();
-        let grad_norm = global_grad_norm(&model, &grads);
         let rate = lr.at(step);
-        model = optim.step(model, &grads, rate, clip_factor(grad_norm, config.clip));
+        let grad_norm;
+        (model, grad_norm) =
+            apply_update(model, &mut optim, &accumulator.grads(), rate, config.clip);
         state.step = step + 1;
         state.tokens += micro_tokens * config.grad_accum as u64;
         state.cursor = loader.cursor();
@@ -565,8 +593,9 @@ pub fn train<B: AutodiffBackend>(
         let stop_now = !last
             && (options.time_limit_s.is_some_and(|l| now >= l)
                 || options.stop_at_step.is_some_and(|s| state.step >= s));
-        let eval_now =
-            last || stop_now || (config.eval_every > 0 && state.step % config.eval_every == 0);
+        let eval_now = last
+            || stop_now
+            || (config.eval_every > 0 && state.step.is_multiple_of(config.eval_every));
         let mut record = StepRecord {
             step: state.step,
             total_steps: plan.total_steps,
@@ -597,7 +626,7 @@ pub fn train<B: AutodiffBackend>(
             record.val_ppl = Some(r.ppl);
             state.val_loss = Some(r.val_loss);
         }
-        if eval_now || state.step % config.log_every == 0 {
+        if eval_now || state.step.is_multiple_of(config.log_every) {
             metrics.append(&record)?;
             observer.event(Event::Step(&record));
             (last_tokens, last_flops, last_time) = (state.tokens, state.flops, now);
@@ -610,7 +639,7 @@ pub fn train<B: AutodiffBackend>(
         }
         let checkpoint_now = last
             || stop_now
-            || (config.checkpoint_every > 0 && state.step % config.checkpoint_every == 0);
+            || (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every));
         if checkpoint_now {
             last_checkpoint = checkpoint::save(
                 &dir.checkpoints(),

