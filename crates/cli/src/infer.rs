@@ -59,13 +59,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 100)]
     max_tokens: usize,
     /// Softmax temperature (0: greedy).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f64,
     /// Sample from the k most likely tokens only.
     #[arg(long)]
     top_k: Option<usize>,
     /// Sample from the smallest set of tokens with this much probability.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f64>,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]

@@ -70,7 +70,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub global_batch: Option<usize>,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 6e-4)]
+    #[arg(long, default_value_t = 6e-4, allow_negative_numbers = true)]
     pub lr: f64,
     /// Warmup as a fraction of the steps.
     #[arg(long, default_value_t = 0.1)]
