@@ -199,14 +199,14 @@ fn compare(o: &Options) -> Result<()> {
     let sgt_base = (budget / ((1.0 + SGT_RATIO) * plain + SGT_RATIO * extra)).floor() as u64;
     let limit = format!("{}", o.minutes * 60.0 / 3.0);
     let ratio = SGT_RATIO.to_string();
-    let runs: Vec<(String, &str, u64, bool)> = vec![
-        (DENSE.to_string(), DENSE, COMPARE_DENSE_STEPS, false),
-        (MODEL.to_string(), MODEL, lowrank_steps, false),
-        (format!("{MODEL} + SGT"), MODEL, sgt_base, true),
+    let runs: Vec<(String, &str, u64, bool, &str)> = vec![
+        (DENSE.to_string(), DENSE, COMPARE_DENSE_STEPS, false, "dense"),
+        (MODEL.to_string(), MODEL, lowrank_steps, false, "lowrank"),
+        (format!("{MODEL} + SGT"), MODEL, sgt_base, true, "lowrank-sgt"),
     ];
     let mut rows = Vec::new();
-    for (label, model, steps, sgt) in &runs {
-        let out = format!("{}-compare-{}", o.out, label.replace([' ', '+'], ""));
+    for (label, model, steps, sgt, slug) in &runs {
+        let out = format!("{}-compare-{slug}", o.out);
         let steps_s = steps.to_string();
         let mut args = train_args(model, &out, &steps_s, &limit);
         if *sgt {
@@ -237,8 +237,8 @@ fn compare(o: &Options) -> Result<()> {
             "{:<24} {:>7.2}M {:>7} {:>10} {:>11.3e} {:>9.0} {:>9.2}  {out}",
             label,
             s["params"].as_f64().unwrap_or(0.0) / 1e6,
-            s["steps"],
-            s["tokens"],
+            s["steps"].as_u64().unwrap_or(0),
+            s["tokens"].as_u64().unwrap_or(0),
             s["flops"].as_f64().unwrap_or(0.0),
             s["tokens_per_s"].as_f64().unwrap_or(0.0),
             e["ppl"].as_f64().unwrap_or(f64::NAN),
