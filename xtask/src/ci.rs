@@ -17,9 +17,19 @@ const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
-    &["cargo", "check", "-q", "-p", "cli", "--features", "wgpu"],
     &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
     &["cargo", "test", "--workspace"],
+    // wgpu for real (needs a Vulkan driver: mesa-vulkan-drivers on Debian).
+    &[
+        "cargo",
+        "test",
+        "-p",
+        "trainer",
+        "-p",
+        "cli",
+        "--features",
+        "trainer/test-wgpu,cli/wgpu",
+    ],
     &["cargo", "build", "-q", "--workspace", "--examples"],
 ];
 

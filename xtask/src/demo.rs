@@ -200,9 +200,21 @@ fn compare(o: &Options) -> Result<()> {
     let limit = format!("{}", o.minutes * 60.0 / 3.0);
     let ratio = SGT_RATIO.to_string();
     let runs: Vec<(String, &str, u64, bool, &str)> = vec![
-        (DENSE.to_string(), DENSE, COMPARE_DENSE_STEPS, false, "dense"),
+        (
+            DENSE.to_string(),
+            DENSE,
+            COMPARE_DENSE_STEPS,
+            false,
+            "dense",
+        ),
         (MODEL.to_string(), MODEL, lowrank_steps, false, "lowrank"),
-        (format!("{MODEL} + SGT"), MODEL, sgt_base, true, "lowrank-sgt"),
+        (
+            format!("{MODEL} + SGT"),
+            MODEL,
+            sgt_base,
+            true,
+            "lowrank-sgt",
+        ),
     ];
     let mut rows = Vec::new();
     for (label, model, steps, sgt, slug) in &runs {

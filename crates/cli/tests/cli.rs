@@ -311,3 +311,97 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     );
     assert!(!dir.join("fresh").exists());
 }
+
+/// `--backend wgpu` for train, eval and generate (CI runs it on a software Vulkan driver).
+#[cfg(feature = "wgpu")]
+#[test]
+fn train_eval_generate_on_wgpu() {
+    let dir = scratch("wgpu");
+    let text = write_corpus(&dir);
+    let data = dir.join("data").to_string_lossy().into_owned();
+    let out = strata(&[
+        "data",
+        "prepare",
+        "--input",
+        &text,
+        "--out",
+        &data,
+        "--vocab-size",
+        "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = write_model(&dir, 300);
+    let run = dir.join("run").to_string_lossy().into_owned();
+    let summary = stdout_json(&strata(&[
+        "train",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--eval-batches",
+        "2",
+        "--backend",
+        "wgpu",
+        "--json",
+    ]));
+    assert_eq!(summary["steps"], 2);
+    let on_gpu = stdout_json(&strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--seq-len",
+        "16",
+        "--max-batches",
+        "2",
+        "--backend",
+        "wgpu",
+        "--json",
+    ]));
+    let on_cpu = stdout_json(&strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--seq-len",
+        "16",
+        "--max-batches",
+        "2",
+        "--json",
+    ]));
+    let (g, c) = (
+        on_gpu["val_loss"].as_f64().unwrap(),
+        on_cpu["val_loss"].as_f64().unwrap(),
+    );
+    assert!((g - c).abs() < 1e-3, "wgpu {g} vs cpu {c}");
+    let gen = strata(&[
+        "generate",
+        "--checkpoint",
+        &run,
+        "--prompt",
+        "the cat",
+        "--max-tokens",
+        "4",
+        "--backend",
+        "wgpu",
+    ]);
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+}

@@ -1,0 +1,295 @@
+//! Cross-backend equivalence: the same seeded weights give the same outputs on the CPU
+//! (burn-ndarray) and on a GPU backend. Built only with `--features test-wgpu` (any GPU, or
+//! Debian's software Vulkan driver in CI) or `--features test-cuda` (NVIDIA):
+//!
+//! ```sh
+//! cargo test -p trainer --features test-wgpu --test backends
+//! ```
+//!
+//! Shapes stay small: on a software driver, compiling each shader dominates.
+#![cfg(any(feature = "test-wgpu", feature = "test-cuda"))]
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::Autodiff;
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
+use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
+use trainer::optim::{AdamW, AdamWConfig};
+use trainer::train::{self, apply_update, micro_step, Budget, Quiet, RunOptions, TrainConfig};
+use transformer::zoo::Zoo;
+use transformer::{KvCache, Transformer, TransformerConfig};
+
+type Cpu = burn::backend::NdArray<f32>;
+#[cfg(feature = "test-cuda")]
+type Gpu = burn::backend::Cuda;
+#[cfg(not(feature = "test-cuda"))]
+type Gpu = burn::backend::Wgpu;
+
+/// Copies the weights of `from` (any backend) into `to` through safetensors bytes.
+fn copy_weights<B1: Backend, B2: Backend, M1: Module<B1>, M2: Module<B2>>(from: &M1, to: &mut M2) {
+    let mut out = SafetensorsStore::from_bytes(None);
+    from.save_into(&mut out).unwrap();
+    let mut input = SafetensorsStore::from_bytes(Some(out.get_bytes().unwrap()));
+    let result = to.load_from(&mut input).unwrap();
+    assert!(
+        result.errors.is_empty() && result.missing.is_empty(),
+        "{result:?}"
+    );
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn structured_layers_match_the_cpu() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    Cpu::seed(&cpu, 1);
+    let x = Tensor::<Cpu, 3>::random([2, 5, 32], Distribution::Normal(0.0, 1.0), &cpu);
+    let xg = Tensor::<Gpu, 3>::from_data(x.to_data(), &gpu);
+    for (d_out, structure) in [
+        (64, Structure::Dense),
+        (64, Structure::LowRank { rank: 8 }),
+        (
+            64,
+            Structure::BlockDense {
+                n_blocks: 2,
+                rank: 8,
+            },
+        ),
+        (64, Structure::BlockShuffle { n_blocks: 4 }),
+        (16, Structure::BlockShuffle { n_blocks: 2 }),
+    ] {
+        let config = StructuredLinearConfig::new(32, d_out).with_structure(structure);
+        let layer = config.init::<Cpu>(&cpu).unwrap();
+        let mut on_gpu = config.init::<Gpu>(&gpu).unwrap();
+        copy_weights(&layer, &mut on_gpu);
+        let want = values(layer.forward(x.clone()));
+        let got = values(on_gpu.forward(xg.clone()));
+        assert!(
+            max_diff(&want, &got) < 1e-4,
+            "{structure:?}: {}",
+            max_diff(&want, &got)
+        );
+        let merged = max_diff(
+            &values(layer.merged_weight()),
+            &values(on_gpu.merged_weight()),
+        );
+        assert!(merged < 1e-5, "{structure:?} merge: {merged}");
+        // The self-guided mix too.
+        let mut sg = SelfGuided::guided(layer, false);
+        let mut sg_gpu = SelfGuided::guided(on_gpu, false);
+        sg.set_alpha(0.3).unwrap();
+        sg_gpu.set_alpha(0.3).unwrap();
+        let d = max_diff(
+            &values(sg.forward(x.clone())),
+            &values(sg_gpu.forward(xg.clone())),
+        );
+        assert!(d < 1e-4, "{structure:?} guided: {d}");
+    }
+}
+
+/// A small GQA model with LowRank FFN and LowRank attention (LPA) projections.
+fn small_config(vocab: usize) -> TransformerConfig {
+    let mut c = Zoo::builtin()
+        .unwrap()
+        .get("tiny-gqa")
+        .unwrap()
+        .config
+        .clone();
+    c.vocab_size = vocab;
+    c.d_model = 32;
+    c.d_attn = 32;
+    c.d_ff = 64;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.n_layers = 2;
+    c.max_seq_len = 16;
+    c.ffn.fc1 = Structure::LowRank { rank: 8 };
+    c.ffn.fc2 = Structure::LowRank { rank: 8 };
+    c.attention.q = Structure::LowRank { rank: 8 };
+    c.attention.o = Structure::LowRank { rank: 8 };
+    c
+}
+
+fn tokens<B: Backend>(
+    batch: usize,
+    len: usize,
+    vocab: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let ids: Vec<i64> = (0..batch * len)
+        .map(|i| ((i * 37 + 11) % vocab) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [batch, len]), device)
+}
+
+#[test]
+fn model_logits_and_cached_decoding_match_the_cpu() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    let config = small_config(64);
+    Cpu::seed(&cpu, 2);
+    let model: Transformer<Cpu> = config.init(&cpu).unwrap();
+    let mut on_gpu: Transformer<Gpu> = config.init(&gpu).unwrap();
+    copy_weights(&model, &mut on_gpu);
+    let want = values(model.forward(tokens(2, 12, 64, &cpu)).unwrap());
+    let got = values(on_gpu.forward(tokens(2, 12, 64, &gpu)).unwrap());
+    assert!(
+        max_diff(&want, &got) < 1e-3,
+        "logits: {}",
+        max_diff(&want, &got)
+    );
+    // Pre-merged on the GPU: the same function.
+    let merged = values(on_gpu.merged().forward(tokens(2, 12, 64, &gpu)).unwrap());
+    assert!(
+        max_diff(&want, &merged) < 1e-3,
+        "merged: {}",
+        max_diff(&want, &merged)
+    );
+    // Cached decoding on the GPU: a prefill of 8, then one token at a time.
+    let all = tokens::<Gpu>(2, 12, 64, &gpu);
+    let mut cache = KvCache::new(&config);
+    let mut parts = vec![on_gpu
+        .forward_cached(all.clone().narrow(1, 0, 8), &mut cache)
+        .unwrap()];
+    for t in 8..12 {
+        parts.push(
+            on_gpu
+                .forward_cached(all.clone().narrow(1, t, 1), &mut cache)
+                .unwrap(),
+        );
+    }
+    let cached = values(Tensor::cat(parts, 1));
+    assert!(
+        max_diff(&got, &cached) < 1e-3,
+        "cached: {}",
+        max_diff(&got, &cached)
+    );
+}
+
+#[test]
+fn training_steps_match_the_cpu() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    let config = small_config(64);
+    Cpu::seed(&cpu, 3);
+    let mut model: Transformer<Autodiff<Cpu>> = config.init(&cpu).unwrap();
+    let mut on_gpu: Transformer<Autodiff<Gpu>> = config.init(&gpu).unwrap();
+    copy_weights(&model, &mut on_gpu);
+    let windows: Vec<Vec<u32>> = (0..4)
+        .map(|b| (0..17).map(|i| ((i * 5 + b * 13) % 64) as u32).collect())
+        .collect();
+    let mut opt_cpu = AdamW::<Cpu>::new(AdamWConfig::default());
+    let mut opt_gpu = AdamW::<Gpu>::new(AdamWConfig::default());
+    let mut losses = Vec::new();
+    for step in 0..4 {
+        let (lc, gc) = micro_step(&model, &windows, 1, &cpu).unwrap();
+        let (lg, gg) = micro_step(&on_gpu, &windows, 1, &gpu).unwrap();
+        assert!((lc - lg).abs() < 1e-3, "step {step}: loss {lc} vs {lg}");
+        let (nc, ng);
+        (model, nc) = apply_update(model, &mut opt_cpu, &gc, 1e-2, 1.0);
+        (on_gpu, ng) = apply_update(on_gpu, &mut opt_gpu, &gg, 1e-2, 1.0);
+        assert!(
+            (nc - ng).abs() < 1e-3 * nc.max(1.0),
+            "step {step}: grad norm {nc} vs {ng}"
+        );
+        losses.push(lg);
+    }
+    assert!(
+        losses[3] < losses[0],
+        "training lowers the loss: {losses:?}"
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("strata-backends-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn prepared(dir: &Path) -> PathBuf {
+    let text = dir.join("text");
+    std::fs::create_dir_all(&text).unwrap();
+    let words = [
+        "the cat",
+        "a dog",
+        "sees",
+        "likes",
+        "the river",
+        "some bread",
+        "today.",
+        "again.",
+    ];
+    for d in 0..20usize {
+        let doc: Vec<&str> = (0..120)
+            .map(|i| words[(i * 7 + d * 3 + i / 5) % words.len()])
+            .collect();
+        std::fs::write(text.join(format!("{d:02}.txt")), doc.join(" ")).unwrap();
+    }
+    let mut c = PrepareConfig::new(vec![text], dir.join("data"));
+    c.tokenizer = TokenizerSource::Train { vocab_size: 300 };
+    data::prepare(&c).unwrap();
+    dir.join("data")
+}
+
+#[test]
+fn the_training_loop_runs_on_the_gpu() {
+    let dir = scratch("loop");
+    let data = prepared(&dir);
+    let manifest = Manifest::load(&data).unwrap();
+    let mut config = TrainConfig::new(
+        "small",
+        small_config(manifest.vocab_size),
+        data,
+        Budget::Steps(3),
+    );
+    config.batch_size = 2;
+    config.lr = 1e-2;
+    config.eval_batches = 2;
+    config.sgt = Some(trainer::schedule::SgtConfig {
+        mode: trainer::schedule::SgtMode::Fixedstep,
+        ratio: 0.5,
+        shape: trainer::schedule::AlphaShape::Cosine,
+        reduce_flop: false,
+    });
+    let gpu = Default::default();
+    let summary = train::train::<Autodiff<Gpu>>(
+        &config,
+        &dir.join("run"),
+        RunOptions::default(),
+        &gpu,
+        &mut Quiet,
+    )
+    .unwrap();
+    assert_eq!(summary.steps, 3);
+    assert!(summary.val_loss.unwrap().is_finite());
+    // The checkpoint evaluates to the same loss on the CPU.
+    let (model, _) =
+        trainer::checkpoint::load_model::<Cpu>(&summary.checkpoint, &Default::default()).unwrap();
+    let val = trainer::WindowLoader::new(
+        manifest.open(&config.data, &manifest.validation).unwrap(),
+        16,
+        0,
+        false,
+    )
+    .unwrap();
+    let r = train::evaluate(&model, &val, 2, 2, &Default::default()).unwrap();
+    assert!(
+        (r.val_loss - summary.val_loss.unwrap()).abs() < 1e-3,
+        "{} vs {:?}",
+        r.val_loss,
+        summary.val_loss
+    );
+}
