@@ -121,18 +121,10 @@ fn write_model(dir: &std::path::Path, vocab: u64) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Asserts a one-line `error: ...` containing `needle` and a non-zero exit.
-fn fails_with(out: Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected a failure: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
-}
-
-#[test]
-fn prepare_train_resume_eval_generate_end_to_end() {
-    let dir = scratch("e2e");
-    let text = write_corpus(&dir);
+/// Generated text prepared with a 300-token BPE, and a small model file for it: (text folder,
+/// data folder, model file).
+fn prepared(dir: &std::path::Path) -> (String, String, String) {
+    let text = write_corpus(dir);
     let data = dir.join("data").to_string_lossy().into_owned();
     let out = strata(&[
         "data",
@@ -149,7 +141,22 @@ fn prepare_train_resume_eval_generate_end_to_end() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let model = write_model(&dir, 300);
+    let model = write_model(dir, 300);
+    (text, data, model)
+}
+
+/// Asserts a one-line `error: ...` containing `needle` and a non-zero exit.
+fn fails_with(out: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected a failure: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn prepare_train_resume_eval_generate_end_to_end() {
+    let dir = scratch("e2e");
+    let (text, data, model) = prepared(&dir);
     let run = dir.join("run").to_string_lossy().into_owned();
     let train = |extra: &[&str]| {
         let mut args = vec![
@@ -317,24 +324,7 @@ fn prepare_train_resume_eval_generate_end_to_end() {
 #[test]
 fn train_eval_generate_on_wgpu() {
     let dir = scratch("wgpu");
-    let text = write_corpus(&dir);
-    let data = dir.join("data").to_string_lossy().into_owned();
-    let out = strata(&[
-        "data",
-        "prepare",
-        "--input",
-        &text,
-        "--out",
-        &data,
-        "--vocab-size",
-        "300",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let model = write_model(&dir, 300);
+    let (_, data, model) = prepared(&dir);
     let run = dir.join("run").to_string_lossy().into_owned();
     let summary = stdout_json(&strata(&[
         "train",
