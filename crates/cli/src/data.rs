@@ -57,6 +57,10 @@ pub struct ImportArgs {
     /// Vocabulary size of the tokens.
     #[arg(long)]
     vocab_size: usize,
+    /// The files hold independent rows of this many tokens (the reference's 1025): each
+    /// window is one row (train with --seq-len row_len - 1). Default: one token stream.
+    #[arg(long)]
+    row_len: Option<usize>,
     /// Output folder (a manifest pointing at the files).
     #[arg(long)]
     out: PathBuf,
@@ -93,7 +97,7 @@ pub fn run(command: DataCommand) -> Result<()> {
             );
         }
         DataCommand::Import(a) => {
-            let m = data::import_raw(&a.train, &a.val, a.vocab_size, &a.out, a.force)?;
+            let m = data::import_raw(&a.train, &a.val, a.vocab_size, a.row_len, &a.out, a.force)?;
             println!(
                 "imported into {}: train {} tokens, validation {} tokens (vocab {})",
                 a.out.display(),

@@ -98,12 +98,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             config.max_seq_len
         );
     }
-    let loader = WindowLoader::new(
-        manifest.open(&args.data, &manifest.validation)?,
-        seq_len,
-        0,
-        false,
-    )?;
+    let loader = manifest.loader(&args.data, &manifest.validation, seq_len, 0, false)?;
     let step = checkpoint::read_state(&dir)?.step;
     let result = dispatch(
         args.backend,

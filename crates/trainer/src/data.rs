@@ -19,6 +19,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{DataError, TrainError};
+use crate::loader::WindowLoader;
 use crate::shard::{sync_parent, tmp_path, write_atomic, ShardWriter, TokenFile};
 
 /// The manifest's file name inside a data folder.
@@ -116,6 +117,10 @@ pub struct Split {
     pub tokens: u64,
     /// Documents (0 when unknown, e.g. imported raw files).
     pub documents: u64,
+    /// Files of independent rows of this many tokens (the reference's 1025): each training
+    /// window is one row, so the sequence length must be `row_len - 1`. `None`: one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_len: Option<usize>,
 }
 
 /// A data folder's description: `manifest.json`.
@@ -208,6 +213,28 @@ impl Manifest {
                 Ok(file)
             })
             .collect()
+    }
+
+    /// A window loader over a split for sequences of `seq_len` tokens (rows of `row_len` need
+    /// `seq_len = row_len - 1`).
+    pub fn loader(
+        &self,
+        dir: &Path,
+        split: &Split,
+        seq_len: usize,
+        seed: u64,
+        shuffle: bool,
+    ) -> Result<WindowLoader, TrainError> {
+        let loader = WindowLoader::new(self.open(dir, split)?, seq_len, seed, shuffle)?;
+        match split.row_len {
+            Some(row) if row != seq_len + 1 => Err(TrainError::Config(format!(
+                "{} holds rows of {row} tokens: train and evaluate with sequence length {}",
+                dir.display(),
+                row.saturating_sub(1)
+            ))),
+            Some(row) => Ok(loader.with_stride(row)?),
+            None => Ok(loader),
+        }
     }
 
     /// Loads the tokenizer of a data folder.
@@ -521,6 +548,7 @@ impl SplitWriter {
             format: FileFormat::Shard,
             tokens: self.tokens,
             documents: self.documents,
+            row_len: None,
         })
     }
 }
@@ -646,15 +674,20 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// `data import`: a data folder over existing raw uint16 token files (the reference's rows of
-/// 1025 tokens, or plain streams), referenced by absolute path rather than copied.
+/// `data import`: a data folder over existing raw uint16 token files, referenced by absolute
+/// path rather than copied: plain token streams, or with `row_len` files of independent rows
+/// (the reference's rows of 1025 tokens, read one row per window).
 pub fn import_raw(
     train: &[PathBuf],
     validation: &[PathBuf],
     vocab_size: usize,
+    row_len: Option<usize>,
     out: &Path,
     force: bool,
 ) -> Result<Manifest, TrainError> {
+    if row_len.is_some_and(|r| r < 2) {
+        return Err(TrainError::Config("--row-len must be at least 2".into()));
+    }
     if vocab_size == 0 || vocab_size > 1 << 16 {
         return Err(TrainError::Config(format!(
             "--vocab-size {vocab_size} must lie in 1..=65536 for uint16 tokens"
@@ -669,6 +702,13 @@ pub fn import_raw(
         for f in files {
             let abs = std::fs::canonicalize(f).map_err(|e| DataError::io(f, e))?;
             let file = TokenFile::open_raw_u16(&abs)?;
+            if let Some(r) = row_len.filter(|r| file.len() % r != 0) {
+                return Err(TrainError::Config(format!(
+                    "{}: {} tokens are not whole rows of {r}",
+                    abs.display(),
+                    file.len()
+                )));
+            }
             if let Some(i) = (0..file.len()).find(|&i| file.get(i) as usize >= vocab_size) {
                 return Err(DataError::TokenOutOfRange {
                     id: file.get(i),
@@ -684,6 +724,7 @@ pub fn import_raw(
             format: FileFormat::RawU16,
             tokens,
             documents: 0,
+            row_len,
         })
     };
     let manifest = Manifest {

@@ -2,8 +2,10 @@
 //! can be resumed exactly: the [`Cursor`] is part of every checkpoint.
 //!
 //! The token files are read as one stream and cut into windows of `seq_len + 1` tokens with
-//! stride `seq_len` (input = first `seq_len`, target = last `seq_len`), so with the reference's
-//! raw rows of 1025 tokens and `seq_len = 1024` a window is a row. Each epoch visits every
+//! stride `seq_len` (input = first `seq_len`, target = last `seq_len`): consecutive windows
+//! share one token, so every token is a target once. Files of independent rows (the reference's
+//! rows of 1025 tokens) use a stride of the row length instead ([`WindowLoader::with_stride`]),
+//! so a window is a row. Each epoch visits every
 //! window once in the order of a Fisher-Yates shuffle seeded by `(seed, epoch)`.
 
 use rand::rngs::StdRng;
@@ -31,6 +33,8 @@ pub struct WindowLoader {
     starts: Vec<usize>,
     total: usize,
     seq_len: usize,
+    /// Tokens between the starts of consecutive windows.
+    stride: usize,
     seed: u64,
     shuffle: bool,
     cursor: Cursor,
@@ -63,6 +67,7 @@ impl WindowLoader {
             starts,
             total,
             seq_len,
+            stride: seq_len,
             seed,
             shuffle,
             cursor: Cursor::default(),
@@ -78,12 +83,25 @@ impl WindowLoader {
         Ok(loader)
     }
 
+    /// Starts windows `stride` tokens apart (default `seq_len`); files of rows of
+    /// `seq_len + 1` tokens take `stride = seq_len + 1`, so each window is one row.
+    pub fn with_stride(mut self, stride: usize) -> Result<Self, DataError> {
+        if stride == 0 {
+            return Err(DataError::Invalid(
+                "the window stride must be at least 1".into(),
+            ));
+        }
+        self.stride = stride;
+        self.order_epoch = None;
+        Ok(self)
+    }
+
     /// Windows per epoch.
     pub fn windows(&self) -> usize {
         if self.total < self.seq_len + 1 {
             0
         } else {
-            (self.total - 1) / self.seq_len
+            (self.total - self.seq_len - 1) / self.stride + 1
         }
     }
 
@@ -131,9 +149,9 @@ impl WindowLoader {
         self.files[f].get(i - self.starts[f])
     }
 
-    /// Window `w`: `seq_len + 1` tokens starting at `w * seq_len`.
+    /// Window `w`: `seq_len + 1` tokens starting at `w * stride`.
     pub fn window(&self, w: usize) -> Vec<u32> {
-        let start = w * self.seq_len;
+        let start = w * self.stride;
         (start..start + self.seq_len + 1)
             .map(|i| self.token(i))
             .collect()

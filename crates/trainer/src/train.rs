@@ -476,18 +476,15 @@ pub fn train<B: AutodiffBackend>(
             manifest.vocab_size, config.model_name, config.model.vocab_size, config.model.vocab_size
         )));
     }
-    let mut loader = WindowLoader::new(
-        manifest.open(&config.data, &manifest.train)?,
+    let mut loader = manifest.loader(
+        &config.data,
+        &manifest.train,
         config.seq_len,
         config.seed,
         true,
     )?;
-    let val_loader = WindowLoader::new(
-        manifest.open(&config.data, &manifest.validation)?,
-        config.seq_len,
-        0,
-        false,
-    )?;
+    let val_loader =
+        manifest.loader(&config.data, &manifest.validation, config.seq_len, 0, false)?;
     if resumed.is_none() {
         claim_fresh(&dir, options.force)?;
     }

@@ -595,3 +595,70 @@ fn training_refuses_bad_input() {
         "{e}"
     );
 }
+
+#[test]
+fn imported_raw_uint16_rows_train_like_shards() {
+    let _lock = rng_lock();
+    let dir = scratch("import");
+    // The reference's layout: rows of seq_len + 1 = 33 little-endian uint16 tokens.
+    let row = |r: usize| (0..33).map(move |i| ((r * 7 + i * 3) % 50) as u16);
+    let write = |name: &str, rows: std::ops::Range<usize>| {
+        let bytes: Vec<u8> = rows.flat_map(row).flat_map(|t| t.to_le_bytes()).collect();
+        fs::write(dir.join(name), bytes).unwrap();
+        dir.join(name)
+    };
+    let (tf, vf) = (
+        vec![write("train.bin", 0..40)],
+        vec![write("val.bin", 40..44)],
+    );
+    let out = dir.join("data");
+    let m = data::import_raw(&tf, &vf, 64, Some(33), &out, false).unwrap();
+    assert_eq!((m.train.tokens, m.validation.tokens), (40 * 33, 4 * 33));
+    assert!(m.tokenizer.is_none());
+    // One window per row, each exactly a row.
+    let loader = m.loader(&out, &m.train, 32, 0, false).unwrap();
+    assert_eq!(loader.windows(), 40);
+    assert_eq!(loader.window(5), row(5).map(u32::from).collect::<Vec<_>>());
+    assert!(err_text(m.loader(&out, &m.train, 16, 0, false)).contains("sequence length 32"));
+    // As a plain stream the same file gives windows that share a token.
+    let stream = data::import_raw(&tf, &vf, 64, None, &dir.join("s"), false).unwrap();
+    assert_eq!(
+        stream
+            .loader(&dir.join("s"), &stream.train, 32, 0, false)
+            .unwrap()
+            .windows(),
+        (40 * 33 - 1) / 32
+    );
+    assert!(err_text(data::import_raw(
+        &tf,
+        &vf,
+        64,
+        Some(32),
+        &dir.join("x"),
+        false
+    ))
+    .contains("whole rows"));
+    let mut config = small_run(&out, 3);
+    config.model.vocab_size = 64;
+    let s = train::train::<TB>(
+        &config,
+        &dir.join("run"),
+        RunOptions::default(),
+        &Default::default(),
+        &mut Quiet,
+    )
+    .unwrap();
+    assert_eq!(s.steps, 3);
+    // Tokens outside the stated vocabulary are refused; so is an existing manifest.
+    let e = err_text(data::import_raw(
+        &tf,
+        &vf,
+        20,
+        None,
+        &dir.join("other"),
+        false,
+    ));
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let e = err_text(data::import_raw(&tf, &vf, 64, None, &out, false));
+    assert!(e.contains("--force"), "{e}");
+}
