@@ -4,8 +4,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// The steps, in order; the test step is the README's test command; the last builds the
-/// examples with the whole workspace (same burn features as the tests).
+/// The steps, in order; the test step is the README's test command (it also builds the
+/// examples, with the test build's burn features).
 const STEPS: &[&[&str]] = &[
     &["cargo", "fmt", "--all", "--check"],
     &[
@@ -19,19 +19,20 @@ const STEPS: &[&[&str]] = &[
     ],
     &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
     &["cargo", "test", "--workspace"],
-    // wgpu for real (needs a Vulkan driver: mesa-vulkan-drivers on Debian).
-    &[
-        "cargo",
-        "test",
-        "-p",
-        "trainer",
-        "-p",
-        "cli",
-        "--features",
-        "trainer/test-wgpu,cli/wgpu",
-    ],
-    &["cargo", "build", "-q", "--workspace", "--examples"],
 ];
+
+/// After the examples (built by `cargo test --workspace`): wgpu for real (needs a Vulkan
+/// driver: mesa-vulkan-drivers on Debian).
+const GPU_STEPS: &[&[&str]] = &[&[
+    "cargo",
+    "test",
+    "-p",
+    "trainer",
+    "-p",
+    "cli",
+    "--features",
+    "trainer/test-wgpu,cli/wgpu",
+]];
 
 /// Examples run after the checks.
 const EXAMPLES: &[&str] = &["structured_layers"];
@@ -55,6 +56,9 @@ pub fn run() -> Result<()> {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     for example in EXAMPLES {
         run_checked(&format!("{target}/debug/examples/{example}"), &[])?;
+    }
+    for step in GPU_STEPS {
+        run_checked(step[0], &step[1..])?;
     }
     eprintln!("all checks passed");
     Ok(())

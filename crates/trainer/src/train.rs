@@ -485,14 +485,14 @@ pub fn train<B: AutodiffBackend>(
     )?;
     let val_loader =
         manifest.loader(&config.data, &manifest.validation, config.seq_len, 0, false)?;
-    if resumed.is_none() {
-        claim_fresh(&dir, options.force)?;
-    }
     let tokenizer = manifest.tokenizer.as_ref().map(|t| config.data.join(t));
     if let Some(t) = &tokenizer {
         if !t.is_file() {
             return Err(TrainError::Tokenizer(format!("{} is missing", t.display())));
         }
+    }
+    if resumed.is_none() {
+        claim_fresh(&dir, options.force)?;
     }
     let plan = config.plan()?;
     let lr = config.lr_schedule(&plan);
