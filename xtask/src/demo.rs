@@ -102,24 +102,13 @@ fn summary(json: &str) -> Result<Value> {
 }
 
 fn demo(o: &Options) -> Result<()> {
-    let data = prepared_dir();
     let steps = STEPS.to_string();
     let limit = format!("{}", o.minutes * 60.0);
     let ratio = SGT_RATIO.to_string();
     let mut args = train_args(MODEL, &o.out, &steps, &limit);
     args.extend(["--sgt", "fixedflop", "--sgt-ratio", &ratio]);
     let s = summary(&strata_output(&args)?)?;
-    let e: Value = serde_json::from_str(
-        strata_output(&[
-            "eval",
-            "--checkpoint",
-            &o.out,
-            "--data",
-            &data.to_string_lossy(),
-            "--json",
-        ])?
-        .trim(),
-    )?;
+    let e: Value = evaluate(&o.out)?;
     let prompt = "Fellow citizens of the Senate and House of Representatives,";
     let sample = strata_output(&[
         "generate",
@@ -180,6 +169,20 @@ fn demo(o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// `strata eval --json` of a run on the whole validation split.
+fn evaluate(run: &str) -> Result<Value> {
+    let data = prepared_dir();
+    let out = strata_output(&[
+        "eval",
+        "--checkpoint",
+        run,
+        "--data",
+        &data.to_string_lossy(),
+        "--json",
+    ])?;
+    serde_json::from_str(out.trim()).context("cannot read strata eval's output")
+}
+
 /// Training FLOPs of one step of `name` (paper formula), with guides when `guides`.
 fn step_flops(name: &str, guides: bool) -> Result<f64> {
     let mut config = Zoo::builtin()?.get(name)?.config.clone();
@@ -189,7 +192,6 @@ fn step_flops(name: &str, guides: bool) -> Result<f64> {
 }
 
 fn compare(o: &Options) -> Result<()> {
-    let data = prepared_dir();
     let budget = COMPARE_DENSE_STEPS as f64 * step_flops(DENSE, false)?;
     let plain = step_flops(MODEL, false)?;
     let guided = step_flops(MODEL, true)?;
@@ -226,17 +228,7 @@ fn compare(o: &Options) -> Result<()> {
         }
         eprintln!("==> {label}: {steps} base steps");
         let s = summary(&strata_output(&args)?)?;
-        let e: Value = serde_json::from_str(
-            strata_output(&[
-                "eval",
-                "--checkpoint",
-                &out,
-                "--data",
-                &data.to_string_lossy(),
-                "--json",
-            ])?
-            .trim(),
-        )?;
+        let e: Value = evaluate(&out)?;
         rows.push((label.clone(), s, e, out));
     }
     println!("\n=== strata demo --compare: equal training FLOPs ({budget:.3e} planned) on the State of the Union addresses ===");

@@ -7,9 +7,8 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use tokenizers::Tokenizer;
 use trainer::checkpoint;
-use trainer::data::{load_tokenizer, Manifest, TOKENIZER};
+use trainer::data::{find_eot, load_tokenizer, Manifest, TOKENIZER};
 use trainer::train::evaluate;
 use trainer::WindowLoader;
 use transformer::{
@@ -17,7 +16,6 @@ use transformer::{
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
-use crate::train::check_vocab;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -89,7 +87,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let dir = checkpoint::resolve(&args.checkpoint)?;
     let config = checkpoint::read_model_config(&dir)?;
     let manifest = Manifest::load(&args.data)?;
-    check_vocab(&manifest, config.vocab_size, &args.data)?;
+    manifest.check_vocab(&dir.display().to_string(), config.vocab_size)?;
     check_same_tokenizer(&dir, &manifest, &args.data)?;
     let seq_len = args.seq_len.unwrap_or(config.max_seq_len);
     if seq_len == 0 || seq_len > config.max_seq_len {
@@ -187,19 +185,6 @@ fn guided<B: Backend>(model: &transformer::Transformer<B>) -> bool {
     model.linears().iter().any(|l| l.guide_active())
 }
 
-/// The end-of-text token of a tokenizer, if it has one of the usual names.
-fn eot_id(tokenizer: &Tokenizer) -> Option<u32> {
-    [
-        "<|endoftext|>",
-        "</s>",
-        "<eos>",
-        "<|end_of_text|>",
-        "<|eot_id|>",
-    ]
-    .iter()
-    .find_map(|t| tokenizer.token_to_id(t))
-}
-
 pub fn generate_text(args: GenerateArgs) -> Result<()> {
     let dir = checkpoint::resolve(&args.checkpoint)?;
     let tok_path = dir.join(TOKENIZER);
@@ -226,7 +211,7 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
             top_p: args.top_p,
             seed: args.seed,
         },
-        stop_token: eot_id(&tokenizer),
+        stop_token: find_eot(&tokenizer, None).ok(),
     };
     config.sampling.validate()?;
     let threshold = if args.merged {

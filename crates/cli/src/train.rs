@@ -9,7 +9,6 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use trainer::data::Manifest;
 use trainer::optim::AdamWConfig;
 use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
 use trainer::train::{self, Budget, Event, Observer, RunOptions, Summary, TrainConfig};
@@ -407,17 +406,4 @@ impl Observer for Progress {
             Event::Finished(_) => self.finish(),
         }
     }
-}
-
-/// The vocabulary check shared by eval: the data's tokens must index the model's embedding.
-pub fn check_vocab(manifest: &Manifest, model_vocab: usize, data: &Path) -> Result<()> {
-    if manifest.vocab_size > model_vocab {
-        bail!(
-            "{} was tokenized with {} tokens but the model's vocabulary has {}",
-            data.display(),
-            manifest.vocab_size,
-            model_vocab
-        );
-    }
-    Ok(())
 }

@@ -98,7 +98,6 @@ impl<B: Backend> SelfGuided<B> {
     /// reduce_flop mode it draws nothing and the guide stays in use. Returns
     /// [`SelfGuided::guide_used`].
     pub fn resample<R: Rng + ?Sized>(&mut self, rng: &mut R) -> bool {
-        self.drawn = true;
         self.drawn = self.draw_guide(rng);
         self.guide_used()
     }

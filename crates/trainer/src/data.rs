@@ -237,6 +237,17 @@ impl Manifest {
         }
     }
 
+    /// Refuses a model whose embedding cannot index every token of this data.
+    pub fn check_vocab(&self, model: &str, model_vocab: usize) -> Result<(), TrainError> {
+        if self.vocab_size > model_vocab {
+            return Err(TrainError::Tokenizer(format!(
+                "the data's vocabulary has {} tokens but model {model} has vocab_size {model_vocab}; prepare the data with --vocab-size {model_vocab} or pick a model with a larger vocabulary",
+                self.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Loads the tokenizer of a data folder.
     pub fn load_tokenizer(&self, dir: &Path) -> Result<Tokenizer, TrainError> {
         let name = self.tokenizer.as_deref().ok_or_else(|| {
@@ -466,7 +477,9 @@ fn train_tokenizer(
     Ok(tokenizer)
 }
 
-fn find_eot(tokenizer: &Tokenizer, name: Option<&str>) -> Result<u32, TrainError> {
+/// The end-of-text token of `tokenizer`: the one named, or the first of the usual names
+/// (`<|endoftext|>`, `</s>`, `<eos>`, ...) it has.
+pub fn find_eot(tokenizer: &Tokenizer, name: Option<&str>) -> Result<u32, TrainError> {
     match name {
         Some(n) => tokenizer.token_to_id(n).ok_or_else(|| {
             TrainError::Tokenizer(format!("the tokenizer has no token {n:?} (--eot)"))

@@ -470,12 +470,7 @@ pub fn train<B: AutodiffBackend>(
     config.validate()?;
     // Data problems surface before the output folder is touched.
     let manifest = Manifest::load(&config.data)?;
-    if manifest.vocab_size > config.model.vocab_size {
-        return Err(TrainError::Tokenizer(format!(
-            "the data's vocabulary has {} tokens but model {} has vocab_size {}; prepare the data with --vocab-size {} or pick a model with a larger vocabulary",
-            manifest.vocab_size, config.model_name, config.model.vocab_size, config.model.vocab_size
-        )));
-    }
+    manifest.check_vocab(&config.model_name, config.model.vocab_size)?;
     let mut loader = manifest.loader(
         &config.data,
         &manifest.train,
