@@ -12,7 +12,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use trainer::optim::{AdamW, AdamWConfig};
-use trainer::train::{apply_update, micro_step};
+use trainer::precision::Precision;
+use trainer::train::{apply_update, micro_step, Compute};
 use transformer::accounting::{forward_flops, mfu};
 use transformer::zoo::{resolve_model, Zoo};
 use transformer::{
@@ -20,6 +21,7 @@ use transformer::{
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
+use crate::train::PrecisionArg;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -49,6 +51,9 @@ pub struct TrainBenchArgs {
     /// Train with the self-guided guides present (alpha 0.5), as in the guided phase.
     #[arg(long)]
     guided: bool,
+    /// Forward/backward arithmetic (f32 master weights either way).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     /// Device peak TFLOP/s, to report MFU.
     #[arg(long)]
     peak_tflops: Option<f64>,
@@ -306,6 +311,12 @@ impl Job for TrainBench {
             model.set_alpha(0.5)?;
         }
         let mut optim = AdamW::<B>::new(AdamWConfig::default());
+        let precision = Precision::from(args.precision);
+        precision.check::<B>(&device)?;
+        let compute = Compute {
+            precision,
+            loss_scale: if precision.scaled() { 1024.0 } else { 1.0 },
+        };
         let windows: Vec<Vec<u32>> = (0..args.batch_size)
             .map(|b| {
                 (0..=self.seq_len)
@@ -322,8 +333,8 @@ impl Job for TrainBench {
         let mut times = Vec::new();
         for i in 0..args.warmup + args.steps {
             let start = Instant::now();
-            let (_, grads) = micro_step(&model, &windows, 1, &device)?;
-            (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0);
+            let (_, grads) = micro_step(&model, &windows, 1, compute, &device)?;
+            (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0, compute.loss_scale);
             B::sync(&device)?;
             if i >= args.warmup {
                 times.push(start.elapsed().as_secs_f64());
@@ -337,6 +348,7 @@ impl Job for TrainBench {
             "batch_size": args.batch_size,
             "seq_len": self.seq_len,
             "guided": args.guided,
+            "precision": precision.name(),
             "params": model.num_params(),
             "step_ms": round1(t * 1e3),
             "tokens_per_s": round1(tokens as f64 / t),

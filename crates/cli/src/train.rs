@@ -10,6 +10,8 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 use trainer::optim::AdamWConfig;
+use trainer::parallel::local_devices;
+use trainer::precision::Precision;
 use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
 use trainer::train::{self, Budget, Event, Observer, RunOptions, Summary, TrainConfig};
 use transformer::zoo::{resolve_model, Zoo};
@@ -24,6 +26,27 @@ pub enum SgtArg {
     Fixedstep,
     /// Add ratio x N steps to match dense FLOPs, replaying the guided phase's data at the end.
     Fixedflop,
+}
+
+/// `--precision`: arithmetic of the forward and backward passes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrecisionArg {
+    /// Everything in f32.
+    F32,
+    /// bfloat16 compute, f32 master weights (CUDA, or `--backend cpu`).
+    Bf16,
+    /// float16 compute with dynamic loss scaling, f32 master weights.
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::F16 => Precision::F16,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +69,14 @@ pub struct TrainArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
+    /// Forward/backward arithmetic; weights, optimizer state and checkpoints stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: PrecisionArg,
+    /// Data-parallel training over this many local devices (GPUs 0..N-1; on the CPU backends
+    /// the replicas share the one CPU, for testing). Each device takes --batch-size sequences
+    /// per micro-batch. Default: 1, or the resumed run's count.
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Continue the run in --out from its newest checkpoint (its saved settings apply).
     #[arg(long)]
     pub resume: bool,
@@ -208,6 +239,8 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     c.keep = args.keep;
     c.seed = args.seed;
     c.peak_flops = args.peak_tflops.map(|t| t * 1e12);
+    c.precision = args.precision.into();
+    c.devices = args.devices.unwrap_or(1);
     Ok(c)
 }
 
@@ -225,12 +258,20 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         time_limit_s: args.time_limit,
         stop_at_step: args.stop_at,
     };
+    // A resumed run keeps its device count unless --devices says otherwise.
+    let devices = match (args.devices, args.resume) {
+        (Some(n), _) => n,
+        (None, true) => train::read_run_config(&args.out).map_or(1, |c| c.devices),
+        (None, false) => 1,
+    };
     dispatch(
         args.backend,
         TrainRun {
             config,
             out: args.out.clone(),
             options,
+            devices,
+            share_device: matches!(args.backend, BackendKind::Cpu | BackendKind::Ndarray),
             observer,
         },
     )
@@ -240,17 +281,20 @@ struct TrainRun<'a> {
     config: TrainConfig,
     out: PathBuf,
     options: RunOptions,
+    devices: usize,
+    share_device: bool,
     observer: &'a mut dyn Observer,
 }
 
 impl Job for TrainRun<'_> {
     type Output = Summary;
-    fn run<B: Backend>(self, device: B::Device) -> Result<Summary> {
-        Ok(train::train::<Autodiff<B>>(
+    fn run<B: Backend>(self, _device: B::Device) -> Result<Summary> {
+        let devices = local_devices::<B>(self.devices, self.share_device)?;
+        Ok(train::train_on::<Autodiff<B>>(
             &self.config,
             &self.out,
             self.options,
-            &device,
+            &devices,
             self.observer,
         )?)
     }

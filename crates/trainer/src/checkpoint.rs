@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+
+use crate::precision::LossScaler;
 use transformer::{Transformer, TransformerConfig};
 
 use crate::error::{DataError, TrainError};
@@ -50,6 +52,9 @@ pub struct TrainState {
     pub guides: bool,
     /// Latest validation loss, if any.
     pub val_loss: Option<f64>,
+    /// f16's dynamic loss scale (absent for f32 and bf16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScaler>,
 }
 
 /// The checkpoint folder name of `step`.

@@ -14,6 +14,8 @@ mod error;
 pub mod loader;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
+pub mod precision;
 pub mod schedule;
 pub mod shard;
 pub mod train;
@@ -22,6 +24,8 @@ pub use error::{DataError, TrainError};
 pub use loader::{Cursor, WindowLoader};
 pub use shard::{ShardWriter, TokenFile, TokenWidth};
 
+#[cfg(test)]
+mod scale_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -27,8 +27,15 @@ pub struct StepRecord {
     pub alpha: f64,
     /// Guided layers evaluated in this step's last micro-batch (reduce_flop draws).
     pub guides_used: usize,
-    /// Global gradient norm before clipping.
+    /// Global gradient norm before clipping (`null` when an f16 step overflowed).
+    #[serde(deserialize_with = "nan_if_null")]
     pub grad_norm: f64,
+    /// Whether the update was skipped (f16 gradients overflowed; the loss scale was halved).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// f16's loss scale during this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
     /// Cumulative training FLOPs.
     pub flops: f64,
     /// Seconds of training so far.
@@ -211,4 +218,9 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Reads a number written by serde_json, where non-finite numbers become `null`.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }

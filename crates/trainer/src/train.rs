@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use transformer::{accounting, Transformer, TransformerConfig};
 
@@ -24,6 +22,8 @@ use crate::error::{DataError, TrainError};
 use crate::loader::{Cursor, WindowLoader};
 use crate::metrics::{loss_svg, MetricsLog, StepRecord};
 use crate::optim::{clip_factor, global_grad_norm, AdamW, AdamWConfig};
+use crate::parallel::{Peers, Replica, StepContext};
+use crate::precision::{cast_params, LossScaler, Precision};
 use crate::schedule::{LrSchedule, Plan, SgtConfig};
 use crate::shard::write_atomic;
 
@@ -69,7 +69,8 @@ pub struct TrainConfig {
     pub sgt: Option<SgtConfig>,
     /// Evaluate every this many steps (and at the end); 0: only at the end.
     pub eval_every: u64,
-    /// Validation batches per evaluation (0: the whole validation split).
+    /// Validation batches of `batch_size * devices` sequences per evaluation (0: the whole
+    /// validation split).
     pub eval_batches: usize,
     /// Write a metrics record every this many steps (evaluation steps always).
     pub log_every: u64,
@@ -81,6 +82,17 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Peak FLOP/s of the device, for MFU.
     pub peak_flops: Option<f64>,
+    /// Arithmetic of the forward and backward passes (weights stay f32).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Data-parallel replicas, one per device; each takes `batch_size` sequences per
+    /// micro-batch, so the global batch is `batch_size * grad_accum * devices`.
+    #[serde(default = "one")]
+    pub devices: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainConfig {
@@ -108,12 +120,14 @@ impl TrainConfig {
             keep: 2,
             seed: 0,
             peak_flops: None,
+            precision: Precision::F32,
+            devices: 1,
         }
     }
 
-    /// Sequences per optimizer step.
+    /// Sequences per optimizer step, over all devices.
     pub fn global_batch(&self) -> usize {
-        self.batch_size * self.grad_accum
+        self.batch_size * self.grad_accum * self.devices
     }
 
     /// Steps the budget asks for, before fixedflop's extra steps.
@@ -148,8 +162,8 @@ impl TrainConfig {
                 self.seq_len, self.model.max_seq_len
             ));
         }
-        if self.batch_size == 0 || self.grad_accum == 0 {
-            return bad("batch size and gradient accumulation must be at least 1".into());
+        if self.batch_size == 0 || self.grad_accum == 0 || self.devices == 0 {
+            return bad("batch size, gradient accumulation and devices must be at least 1".into());
         }
         match self.budget {
             Budget::Steps(0) => return bad("the step budget must be at least 1".into()),
@@ -276,12 +290,17 @@ impl RunDir {
     }
 }
 
-/// Mean cross-entropy (nats per token) of `logits` against `targets`.
+/// Mean cross-entropy (nats per token) of `logits` against `targets`; half-precision logits
+/// are converted to f32 first.
 ///
 /// # Shapes
 /// - logits: `[batch, seq, vocab]`, targets: `[batch, seq]` -> `[1]`
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let [b, t, v] = logits.dims();
+    let logits = match logits.dtype() {
+        DType::F16 | DType::BF16 => logits.cast(DType::F32),
+        _ => logits,
+    };
     let logp = log_softmax(logits.reshape([b * t, v]), 1);
     logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
 }
@@ -350,37 +369,64 @@ pub fn evaluate<B: Backend>(
     })
 }
 
-/// Forward and backward of one micro-batch of windows: its mean token loss, and its gradients
-/// scaled by `1 / accum` (burn's accumulator sums, so `accum` micro-batches average).
+/// How a micro-batch is computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compute {
+    /// Arithmetic of the passes.
+    pub precision: Precision,
+    /// Factor the loss is multiplied by before the backward pass (f16 loss scaling; 1 otherwise).
+    pub loss_scale: f64,
+}
+
+impl Compute {
+    /// f32, no scaling.
+    pub const F32: Compute = Compute {
+        precision: Precision::F32,
+        loss_scale: 1.0,
+    };
+}
+
+/// Forward and backward of one micro-batch of windows: its mean token loss (unscaled; may be
+/// non-finite, the caller decides), and the gradients of the (f32) parameters of `model` scaled
+/// by `loss_scale / accum` (burn's accumulator sums, so `accum` micro-batches average). In half
+/// precision the passes run on [`cast_params`]' copy of the model.
 pub fn micro_step<B: AutodiffBackend>(
     model: &Transformer<B>,
     windows: &[Vec<u32>],
     accum: usize,
+    compute: Compute,
     device: &B::Device,
 ) -> Result<(f64, GradientsParams), TrainError> {
     let (input, target) = batch_tensors::<B>(windows, device);
-    let loss = cross_entropy(model.forward(input)?, target);
+    let logits = match compute.precision.compute_dtype() {
+        Some(dtype) => cast_params(model.clone(), dtype).forward(input)?,
+        None => model.forward(input)?,
+    };
+    let loss = cross_entropy(logits, target);
     let value: f64 = loss.clone().into_scalar().elem();
-    if !value.is_finite() {
-        return Err(TrainError::Config(format!(
-            "the loss became {value}; lower the learning rate"
-        )));
-    }
-    let grads = loss.div_scalar(accum as f64).backward();
+    let grads = loss
+        .mul_scalar(compute.loss_scale / accum as f64)
+        .backward();
     Ok((value, GradientsParams::from_grads(grads, model)))
 }
 
-/// Clips `grads` by their global norm to `clip` (0: no clipping) and applies one AdamW update
-/// with learning rate `lr`; returns the model and the norm before clipping.
+/// Clips `grads` (of a loss multiplied by `loss_scale`) by their global norm to `clip` (0: no
+/// clipping) and applies one AdamW update with learning rate `lr`. Returns the model and the
+/// unscaled norm before clipping; when that norm is not finite the update is skipped.
 pub fn apply_update<B: AutodiffBackend>(
     model: Transformer<B>,
     optim: &mut AdamW<B::InnerBackend>,
     grads: &GradientsParams,
     lr: f64,
     clip: f64,
+    loss_scale: f64,
 ) -> (Transformer<B>, f64) {
-    let norm = global_grad_norm(&model, grads);
-    (optim.step(model, grads, lr, clip_factor(norm, clip)), norm)
+    let norm = global_grad_norm(&model, grads) / loss_scale;
+    if !norm.is_finite() {
+        return (model, norm);
+    }
+    let factor = clip_factor(norm, clip) / loss_scale;
+    (optim.step(model, grads, lr, factor), norm)
 }
 
 /// The generator seed of step `step` in a run seeded `seed` (splitmix64 of both).
@@ -392,7 +438,7 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
 }
 
 /// The cursor at which `windows_done` windows have been drawn.
-fn cursor_at(windows_done: u64, windows_per_epoch: usize) -> Cursor {
+pub(crate) fn cursor_at(windows_done: u64, windows_per_epoch: usize) -> Cursor {
     let n = windows_per_epoch as u64;
     Cursor {
         epoch: windows_done / n,
@@ -400,21 +446,27 @@ fn cursor_at(windows_done: u64, windows_per_epoch: usize) -> Cursor {
     }
 }
 
-/// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
-/// (which apply), after checking that the run trains the same model.
-fn find_resume(dir: &RunDir, config: &TrainConfig) -> Result<(PathBuf, TrainConfig), TrainError> {
+/// The settings of the run in folder `out` (its `config.json`).
+pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
+    let dir = RunDir::new(out);
     let Ok(text) = std::fs::read_to_string(dir.config()) else {
         return Err(TrainError::Config(format!(
             "nothing to resume: {} holds no run",
-            dir.0.display()
+            out.display()
         )));
     };
-    let saved: TrainConfig = serde_json::from_str(&text).map_err(|e| {
+    serde_json::from_str(&text).map_err(|e| {
         TrainError::Config(format!(
             "{}: not a strata run config: {e}",
             dir.config().display()
         ))
-    })?;
+    })
+}
+
+/// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
+/// (which apply), after checking that the run trains the same model.
+fn find_resume(dir: &RunDir, config: &TrainConfig) -> Result<(PathBuf, TrainConfig), TrainError> {
+    let saved = read_run_config(&dir.0)?;
     if saved.model != config.model {
         return Err(TrainError::Config(format!(
             "{} holds a run of a different model ({}), not {}",
@@ -450,12 +502,35 @@ fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Trains (or resumes) the run in `out`, reporting to `observer`.
+/// The model validation runs on: the trained model in the training precision.
+fn eval_model<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    precision: Precision,
+) -> Transformer<B::InnerBackend> {
+    match precision.compute_dtype() {
+        Some(dtype) => cast_params(model.valid(), dtype),
+        None => model.valid(),
+    }
+}
+
+/// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
     out: &Path,
     options: RunOptions,
     device: &B::Device,
+    observer: &mut dyn Observer,
+) -> Result<Summary, TrainError> {
+    train_on::<B>(config, out, options, std::slice::from_ref(device), observer)
+}
+
+/// Trains (or resumes) the run in `out` data-parallel over `devices` (one replica each; see
+/// [`crate::parallel`]), reporting to `observer`. The run's `devices` setting must match.
+pub fn train_on<B: AutodiffBackend>(
+    config: &TrainConfig,
+    out: &Path,
+    options: RunOptions,
+    devices: &[B::Device],
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
     let dir = RunDir::new(out);
@@ -468,16 +543,34 @@ pub fn train<B: AutodiffBackend>(
         None => config,
     };
     config.validate()?;
+    if config.devices != devices.len() {
+        return Err(TrainError::Config(format!(
+            "the run is set for {} device(s) but {} were given; pass --devices {}",
+            config.devices,
+            devices.len(),
+            config.devices
+        )));
+    }
+    for device in devices {
+        config.precision.check::<B>(device)?;
+    }
+    let device = &devices[0];
     // Data problems surface before the output folder is touched.
     let manifest = Manifest::load(&config.data)?;
     manifest.check_vocab(&config.model_name, config.model.vocab_size)?;
-    let mut loader = manifest.loader(
-        &config.data,
-        &manifest.train,
-        config.seq_len,
-        config.seed,
-        true,
-    )?;
+    let open_loader = || {
+        manifest.loader(
+            &config.data,
+            &manifest.train,
+            config.seq_len,
+            config.seed,
+            true,
+        )
+    };
+    let loader = open_loader()?;
+    let peer_loaders = (1..devices.len())
+        .map(|_| open_loader())
+        .collect::<Result<Vec<_>, _>>()?;
     let val_loader =
         manifest.loader(&config.data, &manifest.validation, config.seq_len, 0, false)?;
     let tokenizer = manifest.tokenizer.as_ref().map(|t| config.data.join(t));
@@ -490,7 +583,6 @@ pub fn train<B: AutodiffBackend>(
         claim_fresh(&dir, options.force)?;
     }
     let plan = config.plan()?;
-    let lr = config.lr_schedule(&plan);
 
     // The model: seeded init, guides when self-guided, then the checkpoint if resuming.
     let mut model_config = config.model.clone();
@@ -503,6 +595,7 @@ pub fn train<B: AutodiffBackend>(
     let mut state = TrainState {
         seed: config.seed,
         guides: model_config.self_guided,
+        loss_scale: config.precision.scaled().then(LossScaler::default),
         ..TrainState::default()
     };
     if let Some((ckpt, _)) = &resumed {
@@ -535,9 +628,31 @@ pub fn train<B: AutodiffBackend>(
 
     // FLOPs of everything but the linear layers (scores, head), per token: the paper's formula.
     let fixed = accounting::forward_flops(&config.model, config.seq_len, false, false);
-    let fixed_per_token = fixed.attention_scores + fixed.head;
-    let micro_tokens = (config.batch_size * config.seq_len) as u64;
-    let windows = loader.windows();
+    let ctx = StepContext {
+        config: config.clone(),
+        plan,
+        lr: config.lr_schedule(&plan),
+        fixed_per_token: fixed.attention_scores + fixed.head,
+    };
+    let step_tokens = (config.global_batch() * config.seq_len) as u64;
+    let mut replica = Replica {
+        model,
+        optim,
+        loader,
+        device: device.clone(),
+        rank: 0,
+        peers: devices.len(),
+        guides: state.guides,
+        scaler: state.loss_scale,
+    };
+    let resume_optimizer = resumed.as_ref().map(|(p, _)| p.join(checkpoint::OPTIMIZER));
+    let peers = Peers::start(
+        &replica,
+        devices,
+        peer_loaders,
+        resume_optimizer.as_deref(),
+        &ctx,
+    )?;
     let session = Instant::now();
     let elapsed_before = state.elapsed_s;
     let (mut last_tokens, mut last_flops, mut last_time) = (state.tokens, state.flops, 0.0);
@@ -545,39 +660,17 @@ pub fn train<B: AutodiffBackend>(
     let mut last_checkpoint = resumed.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
 
     for step in state.step..plan.total_steps {
-        if plan.guided(step) {
-            model.set_alpha(plan.alpha(step))?;
-        } else if state.guides {
-            model.drop_guides();
-            optim.retain_params(&model);
-            state.guides = false;
-        }
-        let data_step = plan.data_step(step);
-        loader.seek(cursor_at(data_step * config.global_batch() as u64, windows))?;
-        B::seed(device, step_seed(config.seed, step));
-        let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400, step));
-        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
-        let mut loss_sum = 0.0;
-        let mut guides_used = 0;
-        for _ in 0..config.grad_accum {
-            if state.guides {
-                guides_used = model.resample_guides(&mut rng);
-            }
-            state.flops +=
-                3.0 * (fixed_per_token * micro_tokens + model.linear_flops(micro_tokens)) as f64;
-            let windows = loader.next_batch(config.batch_size);
-            let (loss, grads) = micro_step(&model, &windows, config.grad_accum, device)?;
-            loss_sum += loss;
-            accumulator.accumulate(&model, grads);
-        }
-        let rate = lr.at(step);
-        let grad_norm;
-        (model, grad_norm) =
-            apply_update(model, &mut optim, &accumulator.grads(), rate, config.clip);
+        peers.begin(step)?;
+        let loss_scale = replica.scaler.map(|s| s.scale);
+        let done;
+        (replica, done) = replica.step(step, &ctx)?;
         state.step = step + 1;
-        state.tokens += micro_tokens * config.grad_accum as u64;
-        state.cursor = loader.cursor();
+        state.tokens += step_tokens;
+        state.flops += done.flops;
+        state.cursor = replica.loader.cursor();
         state.alpha = plan.alpha(step);
+        state.guides = replica.guides;
+        state.loss_scale = replica.scaler;
         let now = session.elapsed().as_secs_f64();
         state.elapsed_s = elapsed_before + now;
 
@@ -592,11 +685,13 @@ pub fn train<B: AutodiffBackend>(
             step: state.step,
             total_steps: plan.total_steps,
             tokens: state.tokens,
-            loss: loss_sum / config.grad_accum as f64,
-            lr: rate,
+            loss: done.loss,
+            lr: ctx.lr.at(step),
             alpha: state.alpha,
-            guides_used,
-            grad_norm,
+            guides_used: done.guides_used,
+            grad_norm: done.grad_norm,
+            skipped: !done.applied,
+            loss_scale,
             flops: state.flops,
             elapsed_s: state.elapsed_s,
             tokens_per_s: (state.tokens - last_tokens) as f64 / (now - last_time).max(1e-9),
@@ -608,10 +703,10 @@ pub fn train<B: AutodiffBackend>(
         };
         if eval_now {
             let r = evaluate(
-                &model.valid(),
+                &eval_model(&replica.model, config.precision),
                 &val_loader,
                 config.batch_size,
-                config.eval_batches,
+                config.eval_batches * config.devices,
                 device,
             )?;
             record.val_loss = Some(r.val_loss);
@@ -635,8 +730,8 @@ pub fn train<B: AutodiffBackend>(
         if checkpoint_now {
             last_checkpoint = checkpoint::save(
                 &dir.checkpoints(),
-                &model,
-                &optim,
+                &replica.model,
+                &replica.optim,
                 &state,
                 tokenizer.as_deref(),
                 config.keep,
@@ -648,13 +743,14 @@ pub fn train<B: AutodiffBackend>(
             break;
         }
     }
+    peers.finish::<B>()?;
     write_atomic(
         &dir.plot(),
         loss_svg(metrics.records(), &config.model_name).as_bytes(),
     )?;
     let summary = Summary {
         model: config.model_name.clone(),
-        params: model.num_params(),
+        params: replica.model.num_params(),
         steps: state.step,
         tokens: state.tokens,
         flops: state.flops,

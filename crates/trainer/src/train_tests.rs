@@ -27,12 +27,12 @@ type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 type IB = burn::backend::NdArray<f32>;
 
 /// Serialises tests that seed burn's backend RNG (it is global to the backend).
-fn rng_lock() -> MutexGuard<'static, ()> {
+pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("strata-train-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
@@ -85,7 +85,7 @@ fn write_corpus(dir: &Path, n: usize, seed: u64) -> PathBuf {
 }
 
 /// A prepared data folder of 40 generated documents with a 320-token BPE.
-fn prepared(dir: &Path) -> PathBuf {
+pub(crate) fn prepared(dir: &Path) -> PathBuf {
     let text = write_corpus(dir, 40, 7);
     let mut config = PrepareConfig::new(vec![text], dir.join("data"));
     config.tokenizer = TokenizerSource::Train { vocab_size: 320 };
@@ -94,7 +94,7 @@ fn prepared(dir: &Path) -> PathBuf {
 }
 
 /// A small LowRank model for `vocab` tokens: width 32, 2 layers, context 32.
-fn small_model(vocab: usize) -> TransformerConfig {
+pub(crate) fn small_model(vocab: usize) -> TransformerConfig {
     let mut c = Zoo::builtin()
         .unwrap()
         .get("tiny-lowrank-r32")
@@ -114,7 +114,7 @@ fn small_model(vocab: usize) -> TransformerConfig {
     c
 }
 
-fn small_run(data: &Path, steps: u64) -> TrainConfig {
+pub(crate) fn small_run(data: &Path, steps: u64) -> TrainConfig {
     let manifest = Manifest::load(data).unwrap();
     let mut c = TrainConfig::new(
         "small-lowrank",
@@ -131,7 +131,7 @@ fn small_run(data: &Path, steps: u64) -> TrainConfig {
     c
 }
 
-fn losses(run: &Path) -> Vec<(u64, f64, f64, f64)> {
+pub(crate) fn losses(run: &Path) -> Vec<(u64, f64, f64, f64)> {
     fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -330,7 +330,7 @@ fn prepare_writes_deterministic_shards_split_by_document() {
     assert_eq!((m3.train.tokens, m3.eot_id), (m.train.tokens, m.eot_id));
 }
 
-fn err_text<T: std::fmt::Debug>(r: Result<T, TrainError>) -> String {
+pub(crate) fn err_text<T: std::fmt::Debug>(r: Result<T, TrainError>) -> String {
     r.unwrap_err().to_string()
 }
 

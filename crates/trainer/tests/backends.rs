@@ -19,7 +19,9 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
 use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{AdamW, AdamWConfig};
-use trainer::train::{self, apply_update, micro_step, Budget, Quiet, RunOptions, TrainConfig};
+use trainer::train::{
+    self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, TrainConfig,
+};
 use transformer::zoo::Zoo;
 use transformer::{KvCache, Transformer, TransformerConfig};
 
@@ -194,12 +196,12 @@ fn training_steps_match_the_cpu() {
     let mut opt_gpu = AdamW::<Gpu>::new(AdamWConfig::default());
     let mut losses = Vec::new();
     for step in 0..4 {
-        let (lc, gc) = micro_step(&model, &windows, 1, &cpu).unwrap();
-        let (lg, gg) = micro_step(&on_gpu, &windows, 1, &gpu).unwrap();
+        let (lc, gc) = micro_step(&model, &windows, 1, Compute::F32, &cpu).unwrap();
+        let (lg, gg) = micro_step(&on_gpu, &windows, 1, Compute::F32, &gpu).unwrap();
         assert!((lc - lg).abs() < 1e-3, "step {step}: loss {lc} vs {lg}");
         let (nc, ng);
-        (model, nc) = apply_update(model, &mut opt_cpu, &gc, 1e-2, 1.0);
-        (on_gpu, ng) = apply_update(on_gpu, &mut opt_gpu, &gg, 1e-2, 1.0);
+        (model, nc) = apply_update(model, &mut opt_cpu, &gc, 1e-2, 1.0, 1.0);
+        (on_gpu, ng) = apply_update(on_gpu, &mut opt_gpu, &gg, 1e-2, 1.0, 1.0);
         assert!(
             (nc - ng).abs() < 1e-3 * nc.max(1.0),
             "step {step}: grad norm {nc} vs {ng}"

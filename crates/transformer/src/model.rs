@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{relu, sigmoid, silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure};
 
 use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
@@ -98,11 +98,13 @@ pub(crate) fn apply_rope<B: Backend>(x: Tensor<B, 4>, offset: usize, base: f64) 
             sin.push(angle.sin());
         }
     }
-    let device = x.device();
-    let cos = Tensor::<B, 2>::from_data(TensorData::new(cos, [t, half]), &device)
-        .reshape([1, 1, t, half]);
-    let sin = Tensor::<B, 2>::from_data(TensorData::new(sin, [t, half]), &device)
-        .reshape([1, 1, t, half]);
+    let (device, dtype) = (x.device(), x.dtype());
+    let table = |v: Vec<f64>| {
+        Tensor::<B, 2>::from_data(TensorData::new(v, [t, half]), &device)
+            .cast(dtype)
+            .reshape([1, 1, t, half])
+    };
+    let (cos, sin) = (table(cos), table(sin));
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.narrow(3, half, half);
     let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
@@ -212,7 +214,16 @@ impl<B: Backend> Attention<B> {
         let mask = causal_mask::<B>(t, s, offset, &scores.device())
             .reshape([1, 1, t, s])
             .expand([b, h, t, s]);
+        // Half-precision scores are normalised in f32 (as PyTorch's autocast does).
+        let dtype = scores.dtype();
+        let half = matches!(dtype, DType::F16 | DType::BF16);
+        let scores = if half {
+            scores.cast(DType::F32)
+        } else {
+            scores
+        };
         let weights = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        let weights = if half { weights.cast(dtype) } else { weights };
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
         self.o.forward(out)
     }

@@ -1,0 +1,309 @@
+//! One optimizer step of a model replica, and data-parallel training over several local devices
+//! with burn's collective operations (`burn::collective`, no all-reduce of our own).
+//!
+//! Every device holds a replica: the same weights (forked from the first device's model, so the
+//! parameter ids match) and its own AdamW state. Each micro-batch of `batch_size * devices`
+//! sequences is split in device order; every replica computes the gradients of its share, the
+//! gradients are averaged with `GradientsParams::all_reduce` (mean), and every replica applies
+//! the same update, so the replicas stay equal without broadcasting weights. The loss and the
+//! FLOPs of the step are summed over the peers the same way. The first device also evaluates,
+//! logs and writes checkpoints; the others follow the step numbers it sends them.
+//!
+//! With one device there is no collective at all: [`Replica::step`] is the whole step.
+
+use std::sync::mpsc::{channel, Sender};
+use std::thread::JoinHandle;
+
+use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
+use burn::module::Module;
+use burn::optim::GradientsAccumulator;
+use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId, DeviceOps};
+use burn::tensor::{Tensor, TensorPrimitive};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use transformer::Transformer;
+
+use crate::error::TrainError;
+use crate::loader::WindowLoader;
+use crate::optim::AdamW;
+use crate::precision::LossScaler;
+use crate::schedule::{LrSchedule, Plan};
+use crate::train::{apply_update, cursor_at, micro_step, step_seed, Compute, TrainConfig};
+
+/// What a step needs besides the replica; the same on every device.
+#[derive(Clone, Debug)]
+pub(crate) struct StepContext {
+    pub config: TrainConfig,
+    pub plan: Plan,
+    pub lr: LrSchedule,
+    /// FLOPs per token of everything but the linear layers (scores, head).
+    pub fixed_per_token: u64,
+}
+
+/// What a step did (summed over all devices).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepOutcome {
+    /// Mean token loss of the global batch.
+    pub loss: f64,
+    /// Training FLOPs of the step.
+    pub flops: f64,
+    /// Guided layers evaluated in the first device's last micro-batch.
+    pub guides_used: usize,
+    /// Global gradient norm before clipping (not finite when an f16 step overflowed).
+    pub grad_norm: f64,
+    /// Whether the update was applied (f16 steps whose gradients overflow are skipped).
+    pub applied: bool,
+}
+
+/// A model replica and its optimizer, loader and loss scale.
+pub(crate) struct Replica<B: AutodiffBackend> {
+    pub model: Transformer<B>,
+    pub optim: AdamW<B::InnerBackend>,
+    pub loader: WindowLoader,
+    pub device: B::Device,
+    /// Position among the devices (0 evaluates, logs and checkpoints).
+    pub rank: usize,
+    /// Number of devices.
+    pub peers: usize,
+    /// Whether the model still has its guides.
+    pub guides: bool,
+    /// f16's dynamic loss scale.
+    pub scaler: Option<LossScaler>,
+}
+
+fn collective_error(e: collective::CollectiveError) -> TrainError {
+    TrainError::Config(format!("data-parallel all-reduce failed: {e:?}"))
+}
+
+impl<B: AutodiffBackend> Replica<B> {
+    /// Runs optimizer step `step` (0-based): alpha or guide dropping, the step's data, the
+    /// micro-batches, the gradient all-reduce across devices, the update.
+    pub fn step(mut self, step: u64, ctx: &StepContext) -> Result<(Self, StepOutcome), TrainError> {
+        let config = &ctx.config;
+        if ctx.plan.guided(step) {
+            self.model.set_alpha(ctx.plan.alpha(step))?;
+        } else if self.guides {
+            self.model.drop_guides();
+            self.optim.retain_params(&self.model);
+            self.guides = false;
+        }
+        let windows = self.loader.windows();
+        let data_step = ctx.plan.data_step(step);
+        self.loader
+            .seek(cursor_at(data_step * config.global_batch() as u64, windows))?;
+        // Rank 0 draws exactly what a single-device run draws; other ranks draw their own.
+        let salt = (self.rank as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        B::seed(&self.device, step_seed(config.seed ^ salt, step));
+        let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400 ^ salt, step));
+        let compute = Compute {
+            precision: config.precision,
+            loss_scale: self.scaler.map_or(1.0, |s| s.scale),
+        };
+        let micro_tokens = (config.batch_size * config.seq_len) as u64;
+        let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
+        let (mut loss_sum, mut flops, mut guides_used) = (0.0, 0.0, 0);
+        for _ in 0..config.grad_accum {
+            if self.guides {
+                guides_used = self.model.resample_guides(&mut rng);
+            }
+            flops += 3.0
+                * (ctx.fixed_per_token * micro_tokens + self.model.linear_flops(micro_tokens))
+                    as f64;
+            let all = self.loader.next_batch(config.batch_size * self.peers);
+            let mine = &all[self.rank * config.batch_size..(self.rank + 1) * config.batch_size];
+            let (loss, grads) =
+                micro_step(&self.model, mine, config.grad_accum, compute, &self.device)?;
+            loss_sum += loss;
+            accumulator.accumulate(&self.model, grads);
+        }
+        let mut grads = accumulator.grads();
+        if self.peers > 1 {
+            let peer = PeerId::from(self.rank);
+            grads = grads
+                .all_reduce::<B::InnerBackend>(peer, ReduceOperation::Mean)
+                .map_err(collective_error)?;
+            let [l, f] = self.sum_over_peers([loss_sum / self.peers as f64, flops * 1e-9])?;
+            (loss_sum, flops) = (l, f * 1e9);
+        }
+        let loss = loss_sum / config.grad_accum as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::Config(format!(
+                "the loss became {loss} at step {}; lower the learning rate",
+                step + 1
+            )));
+        }
+        let grad_norm;
+        (self.model, grad_norm) = apply_update(
+            self.model,
+            &mut self.optim,
+            &grads,
+            ctx.lr.at(step),
+            config.clip,
+            compute.loss_scale,
+        );
+        let applied = grad_norm.is_finite();
+        match &mut self.scaler {
+            Some(scaler) => scaler.update(applied),
+            None if !applied => {
+                return Err(TrainError::Config(format!(
+                    "the gradients became {grad_norm} at step {}; lower the learning rate",
+                    step + 1
+                )))
+            }
+            None => {}
+        }
+        let outcome = StepOutcome {
+            loss,
+            flops,
+            guides_used,
+            grad_norm,
+            applied,
+        };
+        Ok((self, outcome))
+    }
+
+    /// Sums two numbers over the peers (burn's all-reduce on a two-element tensor).
+    fn sum_over_peers(&self, values: [f64; 2]) -> Result<[f64; 2], TrainError> {
+        let t = Tensor::<B::InnerBackend, 1>::from_floats(
+            [values[0] as f32, values[1] as f32],
+            &self.device,
+        );
+        let summed = collective::all_reduce::<B::InnerBackend>(
+            PeerId::from(self.rank),
+            t.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        )
+        .map_err(collective_error)?;
+        let out = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(summed))
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .map_err(|e| TrainError::Config(format!("data-parallel all-reduce: {e:?}")))?;
+        Ok([out[0], out[1]])
+    }
+}
+
+/// The replicas on devices 1.. of a data-parallel run, each on its own thread.
+pub(crate) struct Peers {
+    steps: Vec<Sender<u64>>,
+    handles: Vec<JoinHandle<Result<(), TrainError>>>,
+}
+
+fn register<B: AutodiffBackend>(
+    rank: usize,
+    device: &B::Device,
+    peers: usize,
+) -> Result<(), TrainError> {
+    let config = CollectiveConfig::default().with_num_devices(peers);
+    collective::register::<B::InnerBackend>(PeerId::from(rank), device.clone(), config)
+        .map_err(collective_error)
+}
+
+impl Peers {
+    /// Registers `first` (rank 0, on the calling thread) and starts one replica per further
+    /// device, forked from `first`'s model. `optimizer` is the AdamW state file to resume from.
+    pub fn start<B: AutodiffBackend>(
+        first: &Replica<B>,
+        devices: &[B::Device],
+        loaders: Vec<WindowLoader>,
+        optimizer: Option<&std::path::Path>,
+        ctx: &StepContext,
+    ) -> Result<Peers, TrainError> {
+        let mut peers = Peers {
+            steps: Vec::new(),
+            handles: Vec::new(),
+        };
+        if devices.len() == 1 {
+            return Ok(peers);
+        }
+        collective::reset_collective::<B::InnerBackend>();
+        for ((rank, device), loader) in devices.iter().enumerate().skip(1).zip(loaders) {
+            let mut optim = AdamW::new(ctx.config.adamw);
+            if let Some(path) = optimizer {
+                optim.load(path, device)?;
+            }
+            let replica = Replica::<B> {
+                model: first.model.clone().fork(device),
+                optim,
+                loader,
+                device: device.clone(),
+                rank,
+                peers: devices.len(),
+                guides: first.guides,
+                scaler: first.scaler,
+            };
+            let (send, receive) = channel::<u64>();
+            let ctx = ctx.clone();
+            peers.steps.push(send);
+            peers.handles.push(std::thread::spawn(move || {
+                register::<B>(rank, &replica.device, replica.peers)?;
+                let mut replica = replica;
+                while let Ok(step) = receive.recv() {
+                    (replica, _) = replica.step(step, &ctx)?;
+                }
+                collective::finish_collective::<B::InnerBackend>(PeerId::from(rank))
+                    .map_err(collective_error)
+            }));
+        }
+        register::<B>(0, &first.device, devices.len())?;
+        Ok(peers)
+    }
+
+    /// Tells every peer to run `step`.
+    pub fn begin(&self, step: u64) -> Result<(), TrainError> {
+        for s in &self.steps {
+            s.send(step).map_err(|_| {
+                TrainError::Config("a data-parallel peer stopped; see its error above".into())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Lets the peers finish and waits for them; the first error of any of them.
+    pub fn finish<B: AutodiffBackend>(self) -> Result<(), TrainError> {
+        if self.handles.is_empty() {
+            return Ok(());
+        }
+        drop(self.steps);
+        let mut first_error = collective::finish_collective::<B::InnerBackend>(PeerId::from(0))
+            .map_err(collective_error)
+            .err();
+        for h in self.handles {
+            let result = h.join().unwrap_or_else(|_| {
+                Err(TrainError::Config("a data-parallel peer panicked".into()))
+            });
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `n` devices of backend `B` for data-parallel training: device indices 0..n of the default
+/// device's kind. With `share`, a backend with fewer devices (the CPU) runs all replicas on its
+/// default device (for testing: replicas then share the cores, so nothing is faster).
+pub fn local_devices<B: Backend>(n: usize, share: bool) -> Result<Vec<B::Device>, TrainError> {
+    let first = B::Device::default();
+    let id = first.id();
+    let available = B::device_count(id.type_id);
+    if n == 0 {
+        return Err(TrainError::Config("--devices must be at least 1".into()));
+    }
+    if n <= available {
+        return Ok((0..n)
+            .map(|i| {
+                B::Device::from_id(DeviceId {
+                    type_id: id.type_id,
+                    index_id: i as u16,
+                })
+            })
+            .collect());
+    }
+    if share {
+        return Ok(vec![first; n]);
+    }
+    Err(TrainError::Config(format!(
+        "{n} devices asked for, but this backend sees {available}"
+    )))
+}

@@ -1,0 +1,126 @@
+//! Mixed precision: forward and backward passes in bf16 or f16, while the weights the optimizer
+//! updates, its moments and the checkpoints stay f32 ("master weights").
+//!
+//! Each micro-batch runs on a copy of the model whose parameters are the f32 weights cast to the
+//! compute type *inside* the autodiff graph ([`cast_params`]). The cast's backward casts the
+//! gradients back, so they arrive at the f32 weights in f32 and accumulate there. Attention
+//! scores are normalised in f32 (the transformer does it for half inputs) and the loss is taken
+//! in f32 ([`crate::train::cross_entropy`]).
+//!
+//! f16 has a narrow exponent range, so its gradients go through dynamic loss scaling
+//! ([`LossScaler`], PyTorch's `GradScaler` defaults): the loss is multiplied by the scale before
+//! the backward pass and the gradients divided by it; a step whose gradients overflow is skipped
+//! and the scale halved; the scale doubles after 2000 clean steps. bf16 has f32's range and needs
+//! no scaling.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, FloatDType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+
+/// Arithmetic of the forward and backward passes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// bfloat16 compute, f32 weights.
+    Bf16,
+    /// float16 compute with dynamic loss scaling, f32 weights.
+    F16,
+}
+
+impl Precision {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+
+    /// The compute type, `None` for f32 (no casts).
+    pub fn compute_dtype(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(FloatDType::BF16),
+            Precision::F16 => Some(FloatDType::F16),
+        }
+    }
+
+    /// Whether the gradients need loss scaling (f16).
+    pub fn scaled(self) -> bool {
+        self == Precision::F16
+    }
+
+    /// Fails with a clear message when backend `B` cannot compute in this precision on `device`
+    /// (burn-ndarray has no half types; wgpu needs a GPU with f16 for `f16`).
+    pub fn check<B: Backend>(self, device: &B::Device) -> Result<(), TrainError> {
+        match self.compute_dtype() {
+            Some(dtype) if !B::supports_dtype(device, DType::from(dtype)) => {
+                Err(TrainError::Config(format!(
+                    "precision {} is not supported by this backend on {device:?}; use f32, \
+                     or --backend cpu (burn-flex) / cuda",
+                    self.name()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `module` with every float parameter cast to `dtype`, in the autodiff graph when `B` is an
+/// autodiff backend (the parameter ids are kept, so gradients can be read off the f32 module).
+pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    struct Cast(FloatDType);
+    impl<B: Backend> ModuleMapper<B> for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|t| t.cast(self.0))
+        }
+    }
+    module.map(&mut Cast(dtype))
+}
+
+/// Dynamic loss scale for f16 training (PyTorch `GradScaler`'s defaults: start at 2^16, halve on
+/// overflow, double after 2000 clean steps). Saved in checkpoints so resuming continues with the
+/// same scale.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LossScaler {
+    /// Factor the loss is multiplied by before the backward pass.
+    pub scale: f64,
+    /// Clean (applied) steps since the scale last changed.
+    pub clean_steps: u64,
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self {
+            scale: 65536.0,
+            clean_steps: 0,
+        }
+    }
+}
+
+impl LossScaler {
+    /// Clean steps after which the scale doubles.
+    pub const GROWTH_INTERVAL: u64 = 2000;
+
+    /// Records a step's outcome: `finite` gradients were applied, otherwise the step was skipped.
+    pub fn update(&mut self, finite: bool) {
+        if finite {
+            self.clean_steps += 1;
+            if self.clean_steps == Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.clean_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.clean_steps = 0;
+        }
+    }
+}
