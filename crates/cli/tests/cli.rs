@@ -319,6 +319,83 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     assert!(!dir.join("fresh").exists());
 }
 
+#[test]
+fn data_parallel_bf16_training_resumes_with_its_device_count() {
+    let dir = scratch("parallel");
+    let (_, data, model) = prepared(&dir);
+    let run = dir.join("run").to_string_lossy().into_owned();
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--out",
+            &run,
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--lr",
+            "3e-3",
+            "--eval-batches",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        strata(&args)
+    };
+    let first = train(&["--devices", "2", "--precision", "bf16", "--stop-at", "2"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (config["devices"].clone(), config["precision"].clone()),
+        (2.into(), "bf16".into())
+    );
+    fails_with(
+        train(&["--resume", "--devices", "1"]),
+        "set for 2 device(s)",
+    );
+    // Without --devices the resumed run keeps its two replicas.
+    let summary = stdout_json(&train(&["--resume", "--json"]));
+    assert_eq!(summary["steps"], 4);
+    assert_eq!(
+        summary["tokens"],
+        4 * 2 * 2 * 32,
+        "4 steps x 2 devices x 2 sequences x 32"
+    );
+    let e = stdout_json(&strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--json",
+    ]));
+    assert!(e["val_loss"].as_f64().unwrap().is_finite());
+
+    let fresh = dir.join("fresh").to_string_lossy().into_owned();
+    let fresh_train = |extra: &[&str]| {
+        let mut args = vec![
+            "train", "--model", &model, "--data", &data, "--out", &fresh, "--steps", "2",
+        ];
+        args.extend_from_slice(extra);
+        strata(&args)
+    };
+    fails_with(
+        fresh_train(&["--backend", "ndarray", "--precision", "f16"]),
+        "f16 is not supported",
+    );
+    fails_with(fresh_train(&["--devices", "0"]), "at least 1");
+    assert!(!dir.join("fresh").exists());
+}
+
 /// `--backend wgpu` for train, eval and generate (CI runs it on a software Vulkan driver).
 #[cfg(feature = "wgpu")]
 #[test]
