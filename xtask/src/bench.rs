@@ -1,5 +1,5 @@
-//! `cargo xtask bench ffn`: times an FFN block (fc1: d -> 4d, GELU, fc2: 4d -> d; f32, bias,
-//! input requiring grad) forward and forward+backward for dense and each structure at the paper's
+//! `cargo xtask bench ffn`: times an FFN block (fc1: d -> 4d, GELU, fc2: 4d -> d; bias, input
+//! requiring grad; f32, or bf16/f16 on the `-bf16`/`-f16` GPU backends) forward and forward+backward for dense and each structure at the paper's
 //! 63% and 32% settings, side by side in one run, and prints one JSON object per configuration.
 //!
 //! The configurations follow `../shared/reference/peer/torch_ffn_bench.py` exactly (same ranks,
@@ -21,14 +21,29 @@ use structured_linear::{Init, Structure, StructuredLinear, StructuredLinearConfi
 const EXPANSION: usize = 4;
 
 const USAGE: &str =
-    "usage: cargo xtask bench ffn [--width W...] [--tokens T...] [--backend ndarray|flex|cpu...]
+    "usage: cargo xtask bench ffn [--width W...] [--tokens T...] [--backend BACKEND...]
                             [--layers dense lowrank blockdense blockshuffle] [--ratio R...]
                             [--repeats N] [--warmup N] [--min-sample-ms MS] [--gelu erf|tanh]
                             [--out FILE]
 
 defaults: --width 512 1024 1536 2048 --tokens 2048 --backend flex --ratio 0.63 0.32 --repeats 7
           --gelu erf (burn's native GELU; compare with the PyTorch peer's `--gelu erf`)
-`--backend cpu` is the faster CPU backend (flex).";
+backends: ndarray, flex, cpu (= flex); with `--features wgpu`: wgpu, wgpu-f16; with
+`--features cuda`: cuda, cuda-bf16, cuda-f16 (the whole block in that type), e.g.
+  cargo run --release -p xtask --features cuda -- bench ffn --backend cuda cuda-bf16 \
+      --width 1024 2048 3072 4096 5120 --tokens 30720";
+
+/// Backends `--backend` accepts; the GPU ones need the matching xtask feature.
+const BACKENDS: &[&str] = &[
+    "ndarray",
+    "flex",
+    "cpu",
+    "wgpu",
+    "wgpu-f16",
+    "cuda",
+    "cuda-bf16",
+    "cuda-f16",
+];
 
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
@@ -102,8 +117,20 @@ fn parse(args: &[String]) -> Result<Options> {
             "--tokens" => o.tokens = nums(&values)?,
             "--backend" => {
                 for b in &values {
-                    if !["ndarray", "flex", "cpu"].contains(&b.as_str()) {
-                        bail!("`--backend`: unknown CPU backend `{b}` (ndarray, flex, cpu)");
+                    if !BACKENDS.contains(&b.as_str()) {
+                        bail!(
+                            "`--backend`: unknown backend `{b}` ({})",
+                            BACKENDS.join(", ")
+                        );
+                    }
+                    let feature = b.split('-').next().unwrap_or(b);
+                    let built = (feature != "wgpu" || cfg!(feature = "wgpu"))
+                        && (feature != "cuda" || cfg!(feature = "cuda"));
+                    if !built {
+                        bail!(
+                            "backend `{b}` needs xtask built with it: \
+                             cargo run --release -p xtask --features {feature} -- bench ffn ..."
+                        );
                     }
                 }
                 o.backends = values;
@@ -165,7 +192,8 @@ fn ffn(args: &[String]) -> Result<()> {
             for &tokens in &o.tokens {
                 let lines = match backend.as_str() {
                     "ndarray" => group::<Autodiff<NdArray>>("ndarray", width, tokens, &o)?,
-                    _ => group::<Autodiff<Flex>>("flex", width, tokens, &o)?,
+                    "flex" | "cpu" => group::<Autodiff<Flex>>("flex", width, tokens, &o)?,
+                    gpu => gpu_group(gpu, width, tokens, &o)?,
                 };
                 for line in lines {
                     println!("{line}");
@@ -177,6 +205,32 @@ fn ffn(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The FFN group on a GPU backend (`wgpu[-f16]`, `cuda[-bf16|-f16]`).
+fn gpu_group(backend: &str, width: usize, tokens: usize, o: &Options) -> Result<Vec<String>> {
+    match backend {
+        #[cfg(feature = "wgpu")]
+        "wgpu" => group::<Autodiff<burn::backend::Wgpu>>(backend, width, tokens, o),
+        #[cfg(feature = "wgpu")]
+        "wgpu-f16" => {
+            group::<Autodiff<burn::backend::Wgpu<burn::tensor::f16>>>(backend, width, tokens, o)
+        }
+        #[cfg(feature = "cuda")]
+        "cuda" => group::<Autodiff<burn::backend::Cuda>>(backend, width, tokens, o),
+        #[cfg(feature = "cuda")]
+        "cuda-bf16" => {
+            group::<Autodiff<burn::backend::Cuda<burn::tensor::bf16>>>(backend, width, tokens, o)
+        }
+        #[cfg(feature = "cuda")]
+        "cuda-f16" => {
+            group::<Autodiff<burn::backend::Cuda<burn::tensor::f16>>>(backend, width, tokens, o)
+        }
+        _ => {
+            let _ = (width, tokens, o);
+            bail!("backend `{backend}` is not built in (checked when parsing)")
+        }
+    }
 }
 
 fn round_to(x: f64, m: usize) -> usize {

@@ -17,7 +17,17 @@ const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
-    &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
+    &[
+        "cargo",
+        "check",
+        "-q",
+        "-p",
+        "cli",
+        "-p",
+        "xtask",
+        "--features",
+        "cli/cuda,xtask/cuda",
+    ],
     &["cargo", "test", "--workspace"],
 ];
 

@@ -153,20 +153,22 @@ fn fails_with(out: Output, needle: &str) {
     assert!(err.starts_with("error: ") && err.contains(needle), "{err}");
 }
 
+/// `strata train --model M --data D --out O` followed by `args`.
+fn train_cmd(model: &str, data: &str, out: &str, args: &[&[&str]]) -> Output {
+    let mut all = vec!["train", "--model", model, "--data", data, "--out", out];
+    for a in args {
+        all.extend_from_slice(a);
+    }
+    strata(&all)
+}
+
 #[test]
 fn prepare_train_resume_eval_generate_end_to_end() {
     let dir = scratch("e2e");
     let (text, data, model) = prepared(&dir);
     let run = dir.join("run").to_string_lossy().into_owned();
     let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--model",
-            &model,
-            "--data",
-            &data,
-            "--out",
-            &run,
+        let recipe = [
             "--steps",
             "6",
             "--batch-size",
@@ -181,8 +183,7 @@ fn prepare_train_resume_eval_generate_end_to_end() {
             "--eval-batches",
             "2",
         ];
-        args.extend_from_slice(extra);
-        strata(&args)
+        train_cmd(&model, &data, &run, &[&recipe, extra])
     };
     let first = train(&["--stop-at", "3"]);
     assert!(
@@ -324,27 +325,17 @@ fn data_parallel_bf16_training_resumes_with_its_device_count() {
     let dir = scratch("parallel");
     let (_, data, model) = prepared(&dir);
     let run = dir.join("run").to_string_lossy().into_owned();
-    let train = |extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--model",
-            &model,
-            "--data",
-            &data,
-            "--out",
-            &run,
-            "--steps",
-            "4",
-            "--batch-size",
-            "2",
-            "--lr",
-            "3e-3",
-            "--eval-batches",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        strata(&args)
-    };
+    let recipe = [
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-3",
+        "--eval-batches",
+        "1",
+    ];
+    let train = |extra: &[&str]| train_cmd(&model, &data, &run, &[&recipe, extra]);
     let first = train(&["--devices", "2", "--precision", "bf16", "--stop-at", "2"]);
     assert!(
         first.status.success(),
@@ -381,13 +372,8 @@ fn data_parallel_bf16_training_resumes_with_its_device_count() {
     assert!(e["val_loss"].as_f64().unwrap().is_finite());
 
     let fresh = dir.join("fresh").to_string_lossy().into_owned();
-    let fresh_train = |extra: &[&str]| {
-        let mut args = vec![
-            "train", "--model", &model, "--data", &data, "--out", &fresh, "--steps", "2",
-        ];
-        args.extend_from_slice(extra);
-        strata(&args)
-    };
+    let fresh_train =
+        |extra: &[&str]| train_cmd(&model, &data, &fresh, &[&["--steps", "2"], extra]);
     fails_with(
         fresh_train(&["--backend", "ndarray", "--precision", "f16"]),
         "f16 is not supported",

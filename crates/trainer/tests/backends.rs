@@ -18,7 +18,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
 use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
-use trainer::optim::{AdamW, AdamWConfig};
+use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
+use trainer::precision::Precision;
 use trainer::train::{
     self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, TrainConfig,
 };
@@ -212,6 +213,44 @@ fn training_steps_match_the_cpu() {
         losses[3] < losses[0],
         "training lowers the loss: {losses:?}"
     );
+}
+
+/// bf16 / f16 passes on f32 master weights (where the GPU has the type): the loss and the
+/// gradient norm stay close to the CPU's f32 ones.
+#[test]
+fn half_precision_passes_track_the_cpu_f32_ones() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    let config = small_config(64);
+    Cpu::seed(&cpu, 5);
+    let model: Transformer<Autodiff<Cpu>> = config.init(&cpu).unwrap();
+    let mut on_gpu: Transformer<Autodiff<Gpu>> = config.init(&gpu).unwrap();
+    copy_weights(&model, &mut on_gpu);
+    let windows: Vec<Vec<u32>> = (0..4)
+        .map(|b| (0..17).map(|i| ((i * 3 + b * 11) % 64) as u32).collect())
+        .collect();
+    let (want_loss, g) = micro_step(&model, &windows, 1, Compute::F32, &cpu).unwrap();
+    let want_norm = global_grad_norm(&model, &g);
+    for precision in [Precision::Bf16, Precision::F16] {
+        if let Err(e) = precision.check::<Autodiff<Gpu>>(&gpu) {
+            eprintln!("skipped: {e}");
+            continue;
+        }
+        let loss_scale = if precision.scaled() { 1024.0 } else { 1.0 };
+        let compute = Compute {
+            precision,
+            loss_scale,
+        };
+        let (loss, g) = micro_step(&on_gpu, &windows, 1, compute, &gpu).unwrap();
+        let norm = global_grad_norm(&on_gpu, &g) / loss_scale;
+        assert!(
+            (loss - want_loss).abs() < 0.02 * want_loss,
+            "{precision:?}: loss {loss} vs {want_loss}"
+        );
+        assert!(
+            (norm - want_norm).abs() < 0.05 * want_norm,
+            "{precision:?}: gradient norm {norm} vs {want_norm}"
+        );
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
