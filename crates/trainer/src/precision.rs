@@ -73,6 +73,17 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// `module` as the passes compute with it: cast to the half type ([`cast_params`]), or
+    /// unchanged for f32.
+    pub fn apply<B: Backend, M: Module<B>>(self, module: M) -> M {
+        match self.compute_dtype() {
+            Some(dtype) => cast_params(module, dtype),
+            None => module,
+        }
+    }
+}
+
 /// `module` with every float parameter cast to `dtype`, in the autodiff graph when `B` is an
 /// autodiff backend (the parameter ids are kept, so gradients can be read off the f32 module).
 pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {

@@ -23,7 +23,7 @@ use crate::loader::{Cursor, WindowLoader};
 use crate::metrics::{loss_svg, MetricsLog, StepRecord};
 use crate::optim::{clip_factor, global_grad_norm, AdamW, AdamWConfig};
 use crate::parallel::{Peers, Replica, StepContext};
-use crate::precision::{cast_params, LossScaler, Precision};
+use crate::precision::{LossScaler, Precision};
 use crate::schedule::{LrSchedule, Plan, SgtConfig};
 use crate::shard::write_atomic;
 
@@ -389,7 +389,7 @@ impl Compute {
 /// Forward and backward of one micro-batch of windows: its mean token loss (unscaled; may be
 /// non-finite, the caller decides), and the gradients of the (f32) parameters of `model` scaled
 /// by `loss_scale / accum` (burn's accumulator sums, so `accum` micro-batches average). In half
-/// precision the passes run on [`cast_params`]' copy of the model.
+/// precision the passes run on [`Precision::apply`]'s copy of the model.
 pub fn micro_step<B: AutodiffBackend>(
     model: &Transformer<B>,
     windows: &[Vec<u32>],
@@ -398,10 +398,7 @@ pub fn micro_step<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<(f64, GradientsParams), TrainError> {
     let (input, target) = batch_tensors::<B>(windows, device);
-    let logits = match compute.precision.compute_dtype() {
-        Some(dtype) => cast_params(model.clone(), dtype).forward(input)?,
-        None => model.forward(input)?,
-    };
+    let logits = compute.precision.apply(model.clone()).forward(input)?;
     let loss = cross_entropy(logits, target);
     let value: f64 = loss.clone().into_scalar().elem();
     let grads = loss
@@ -500,17 +497,6 @@ fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     }
     std::fs::create_dir_all(&dir.0).map_err(|e| DataError::io(&dir.0, e))?;
     Ok(())
-}
-
-/// The model validation runs on: the trained model in the training precision.
-fn eval_model<B: AutodiffBackend>(
-    model: &Transformer<B>,
-    precision: Precision,
-) -> Transformer<B::InnerBackend> {
-    match precision.compute_dtype() {
-        Some(dtype) => cast_params(model.valid(), dtype),
-        None => model.valid(),
-    }
 }
 
 /// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
@@ -703,7 +689,8 @@ pub fn train_on<B: AutodiffBackend>(
         };
         if eval_now {
             let r = evaluate(
-                &eval_model(&replica.model, config.precision),
+                // The trained model in the training precision.
+                &config.precision.apply(replica.model.valid()),
                 &val_loader,
                 config.batch_size,
                 config.eval_batches * config.devices,

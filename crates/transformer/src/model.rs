@@ -4,7 +4,7 @@
 //! Every linear layer is a [`SelfGuided`] structured layer (guide absent unless the config asks
 //! for self-guided training), so the model never forks per structure.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{relu, sigmoid, silu, softmax};
 use burn::tensor::backend::Backend;
@@ -417,7 +417,7 @@ impl TransformerConfig {
         let blocks = (0..self.n_layers)
             .map(|layer| Block::new(self, layer, device))
             .collect::<Result<_, _>>()?;
-        Ok(Transformer {
+        let model = Transformer {
             tok_emb: normal([self.vocab_size, self.d_model]),
             pos_emb: (self.position == Position::Learned)
                 .then(|| normal([self.max_seq_len, self.d_model])),
@@ -430,7 +430,19 @@ impl TransformerConfig {
                 .then(|| Param::from_tensor(Tensor::zeros([self.vocab_size], device))),
             dropout: DropoutConfig::new(self.dropout).init(),
             config: self.clone(),
-        })
+        };
+        // burn's norms create their parameters lazily, and a clone of a lazy parameter
+        // initialises a tensor of its own. Materialise them now, so that clones of the model
+        // (cast copies for mixed precision, data-parallel replicas) share its parameters and
+        // their gradients reach it.
+        struct Materialise;
+        impl<B: Backend> ModuleVisitor<B> for Materialise {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let _ = param.val();
+            }
+        }
+        model.visit(&mut Materialise);
+        Ok(model)
     }
 }
 
