@@ -21,6 +21,7 @@ use transformer::{
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
+use crate::infer::cast_dispatching;
 use crate::train::PrecisionArg;
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +89,9 @@ pub struct DecodeArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// Arithmetic of decoding (the models are built in f32, merged, then cast).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     /// Seed of the model's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -218,10 +222,12 @@ impl Job for Decode {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = &self.args;
+        let precision = Precision::from(args.precision);
+        precision.check::<B>(&device)?;
         B::seed(&device, args.seed);
         let structured: Transformer<B> = self.config.init(&device)?;
         let threshold = args.threshold.unwrap_or(DEFAULT_DISPATCH_THRESHOLD);
-        let dispatching = Dispatching::new(structured, threshold);
+        let dispatching = cast_dispatching(precision, Dispatching::new(structured, threshold));
         let config = dispatching.structured.config().clone();
         for &batch in &args.batch {
             let forms: [(&str, Form<B>); 3] = [
@@ -265,6 +271,7 @@ impl Job for Decode {
                     "bench": "decode",
                     "model": self.name,
                     "backend": args.backend.name(),
+                    "precision": precision.name(),
                     "batch": batch,
                     "context": args.context,
                     "steps": args.steps,

@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::json;
 use trainer::checkpoint;
 use trainer::data::{find_eot, load_tokenizer, Manifest, TOKENIZER};
+use trainer::precision::Precision;
 use trainer::train::evaluate;
 use trainer::WindowLoader;
 use transformer::{
@@ -16,6 +17,7 @@ use transformer::{
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
+use crate::train::PrecisionArg;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -40,6 +42,10 @@ pub struct EvalArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// Arithmetic of the forward pass: the f32 weights are cast to it after loading (and
+    /// merging); the loss is taken in f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -78,6 +84,9 @@ pub struct GenerateArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
+    /// Arithmetic of decoding: the f32 weights are cast to it after loading (and merging).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -106,6 +115,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             batch_size: args.batch_size,
             max_batches: args.max_batches,
             merged: args.merged,
+            precision: args.precision.into(),
         },
     )?;
     if args.json {
@@ -118,16 +128,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 "checkpoint": dir,
                 "step": step,
                 "merged": args.merged,
+                "precision": Precision::from(args.precision).name(),
             })
         );
     } else {
         println!(
-            "val_loss {:.4} | ppl {:.2} | {} tokens | {} (step {step}{})",
+            "val_loss {:.4} | ppl {:.2} | {} tokens | {} (step {step}{}{})",
             result.val_loss,
             result.ppl,
             result.tokens,
             dir.display(),
-            if args.merged { ", pre-merged" } else { "" }
+            if args.merged { ", pre-merged" } else { "" },
+            match Precision::from(args.precision) {
+                Precision::F32 => String::new(),
+                p => format!(", {}", p.name()),
+            }
         );
     }
     Ok(())
@@ -156,11 +171,13 @@ struct Eval {
     batch_size: usize,
     max_batches: usize,
     merged: bool,
+    precision: Precision,
 }
 
 impl Job for Eval {
     type Output = trainer::train::EvalResult;
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
+        self.precision.check::<B>(&device)?;
         let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
         let model = match self.merged {
             true if guided(&model) => bail!(
@@ -170,6 +187,7 @@ impl Job for Eval {
             true => model.merged(),
             false => model,
         };
+        let model = self.precision.apply(model);
         Ok(evaluate(
             &model,
             &self.loader,
@@ -177,6 +195,19 @@ impl Job for Eval {
             self.max_batches,
             &device,
         )?)
+    }
+}
+
+/// Both models of `model` in `precision` (cast after merging, so the merged twin is folded in
+/// f32).
+pub(crate) fn cast_dispatching<B: Backend>(
+    precision: Precision,
+    model: Dispatching<B>,
+) -> Dispatching<B> {
+    Dispatching {
+        structured: precision.apply(model.structured),
+        merged: precision.apply(model.merged),
+        threshold: model.threshold,
     }
 }
 
@@ -227,6 +258,7 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
             prompt,
             config,
             threshold,
+            precision: args.precision.into(),
         },
     )?;
     let ids: Vec<u32> = ids
@@ -245,17 +277,21 @@ struct Generate {
     prompt: Vec<u32>,
     config: GenerateConfig,
     threshold: usize,
+    precision: Precision,
 }
 
 impl Job for Generate {
     type Output = Vec<u32>;
     fn run<B: Backend>(self, device: B::Device) -> Result<Vec<u32>> {
+        let precision = self.precision;
+        precision.check::<B>(&device)?;
         let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
         if guided(&model) {
             // Inside the guided phase the model is the guide/structure mix: no pre-merge.
+            let model = precision.apply(model);
             return Ok(generate(&model, &self.prompt, &self.config, &device)?);
         }
-        let model = Dispatching::new(model, self.threshold);
+        let model = cast_dispatching(precision, Dispatching::new(model, self.threshold));
         Ok(generate(&model, &self.prompt, &self.config, &device)?)
     }
 }

@@ -28,14 +28,15 @@ pub enum SgtArg {
     Fixedflop,
 }
 
-/// `--precision`: arithmetic of the forward and backward passes.
+/// `--precision`: arithmetic of the forward (and backward) passes.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrecisionArg {
     /// Everything in f32.
     F32,
-    /// bfloat16 compute, f32 master weights (CUDA, or `--backend cpu`).
+    /// bfloat16 compute (CUDA, `--backend cpu`, wgpu where the GPU has it); training keeps
+    /// f32 master weights.
     Bf16,
-    /// float16 compute with dynamic loss scaling, f32 master weights.
+    /// float16 compute; training keeps f32 master weights and scales the loss dynamically.
     F16,
 }
 

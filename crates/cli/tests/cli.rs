@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+use test_support::{pattern_corpus, Scratch};
+
 fn strata(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
@@ -67,35 +69,13 @@ fn an_unknown_model_is_a_one_line_error_with_close_names() {
     assert!(err.contains("s-lowrank-r192"), "{err}");
 }
 
-/// A fresh scratch folder for one test.
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("cli-{name}"))
 }
 
-/// Twenty generated documents (a tiny grammar, seeded by the document index).
+/// Twenty generated documents of 200 words.
 fn write_corpus(dir: &std::path::Path) -> String {
-    let text = dir.join("text");
-    std::fs::create_dir_all(&text).unwrap();
-    let words = [
-        "the cat",
-        "a dog",
-        "sees",
-        "likes",
-        "the river",
-        "some bread",
-        "today.",
-        "again.",
-    ];
-    for d in 0..20usize {
-        let doc: Vec<&str> = (0..200)
-            .map(|i| words[(i * 7 + d * 3 + i / 5) % words.len()])
-            .collect();
-        std::fs::write(text.join(format!("{d:02}.txt")), doc.join(" ")).unwrap();
-    }
-    text.to_string_lossy().into_owned()
+    pattern_corpus(dir, 20, 200).to_string_lossy().into_owned()
 }
 
 /// A model config file: tiny-lowrank-r32 shrunk to width 32, 2 layers, context 32.
@@ -361,15 +341,67 @@ fn data_parallel_bf16_training_resumes_with_its_device_count() {
         4 * 2 * 2 * 32,
         "4 steps x 2 devices x 2 sequences x 32"
     );
-    let e = stdout_json(&strata(&[
-        "eval",
-        "--checkpoint",
-        &run,
-        "--data",
-        &data,
-        "--json",
-    ]));
-    assert!(e["val_loss"].as_f64().unwrap().is_finite());
+    // Inference in half precision: the f32 checkpoint cast after loading (and merging).
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", &run, "--data", &data, "--json"];
+        args.extend_from_slice(extra);
+        stdout_json(&strata(&args))
+    };
+    let f32_loss = eval(&[])["val_loss"].as_f64().unwrap();
+    for precision in ["bf16", "f16"] {
+        for merged in [&[][..], &["--merged"][..]] {
+            let e = eval(&[&["--precision", precision][..], merged].concat());
+            let loss = e["val_loss"].as_f64().unwrap();
+            assert!(
+                (loss - f32_loss).abs() < 0.02 * f32_loss,
+                "{precision} {merged:?}: {loss} vs f32 {f32_loss}"
+            );
+            assert_eq!(e["precision"], precision);
+        }
+    }
+    let generate = |precision: &str| {
+        let out = strata(&[
+            "generate",
+            "--checkpoint",
+            &run,
+            "--prompt",
+            "the cat",
+            "--max-tokens",
+            "6",
+            "--temperature",
+            "0",
+            "--premerge-threshold",
+            "1",
+            "--precision",
+            precision,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = generate("bf16");
+    assert!(
+        text.starts_with("the cat") && text.len() > "the cat\n".len(),
+        "{text:?}"
+    );
+    generate("f16");
+    fails_with(
+        strata(&[
+            "eval",
+            "--checkpoint",
+            &run,
+            "--data",
+            &data,
+            "--backend",
+            "ndarray",
+            "--precision",
+            "bf16",
+        ]),
+        "bf16 is not supported",
+    );
 
     let fresh = dir.join("fresh").to_string_lossy().into_owned();
     let fresh_train =
@@ -441,6 +473,29 @@ fn train_eval_generate_on_wgpu() {
         on_cpu["val_loss"].as_f64().unwrap(),
     );
     assert!((g - c).abs() < 1e-3, "wgpu {g} vs cpu {c}");
+    // f16 inference where the GPU has f16 (lavapipe does); otherwise a one-line refusal.
+    let half = strata(&[
+        "eval",
+        "--checkpoint",
+        &run,
+        "--data",
+        &data,
+        "--seq-len",
+        "16",
+        "--max-batches",
+        "2",
+        "--backend",
+        "wgpu",
+        "--precision",
+        "f16",
+        "--json",
+    ]);
+    if half.status.success() {
+        let h = stdout_json(&half)["val_loss"].as_f64().unwrap();
+        assert!((h - c).abs() < 0.02 * c, "wgpu f16 {h} vs cpu f32 {c}");
+    } else {
+        fails_with(half, "f16 is not supported");
+    }
     let gen = strata(&[
         "generate",
         "--checkpoint",

@@ -76,6 +76,12 @@ pub enum TrainError {
     /// The tokenizer failed or does not fit the data or model.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Another device of a data-parallel run failed in this step (its own error says why).
+    #[error("another device of the data-parallel run failed at step {step}")]
+    PeerFailed {
+        /// The 1-based step.
+        step: u64,
+    },
 }
 
 impl TrainError {

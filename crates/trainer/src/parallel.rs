@@ -11,12 +11,13 @@
 //!
 //! With one device there is no collective at all: [`Replica::step`] is the whole step.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
 use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
 use burn::module::Module;
-use burn::optim::GradientsAccumulator;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId, DeviceOps};
 use burn::tensor::{Tensor, TensorPrimitive};
 use rand::rngs::StdRng;
@@ -38,6 +39,9 @@ pub(crate) struct StepContext {
     pub lr: LrSchedule,
     /// FLOPs per token of everything but the linear layers (scores, head).
     pub fixed_per_token: u64,
+    /// Tests: the replica of this rank panics in this (0-based) step.
+    #[cfg(test)]
+    pub fail_at: Option<(usize, u64)>,
 }
 
 /// What a step did (summed over all devices).
@@ -75,10 +79,112 @@ fn collective_error(e: collective::CollectiveError) -> TrainError {
     TrainError::Config(format!("data-parallel all-reduce failed: {e:?}"))
 }
 
+/// One replica's share of a step, before the all-reduce.
+struct Local {
+    grads: GradientsParams,
+    loss_sum: f64,
+    flops: f64,
+    guides_used: usize,
+}
+
 impl<B: AutodiffBackend> Replica<B> {
     /// Runs optimizer step `step` (0-based): alpha or guide dropping, the step's data, the
     /// micro-batches, the gradient all-reduce across devices, the update.
+    ///
+    /// With several devices, a replica whose share fails (an error, or a panic such as running
+    /// out of device memory) still joins the step's first all-reduce with a failure flag, so
+    /// every replica stops at that step instead of waiting for it forever: the failing one
+    /// returns its error, the others [`TrainError::PeerFailed`].
     pub fn step(mut self, step: u64, ctx: &StepContext) -> Result<(Self, StepOutcome), TrainError> {
+        let config = &ctx.config;
+        let compute = Compute {
+            precision: config.precision,
+            loss_scale: self.scaler.map_or(1.0, |s| s.scale),
+        };
+        let local = if self.peers > 1 {
+            catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute))).unwrap_or_else(
+                |panic| {
+                    Err(TrainError::Config(format!(
+                        "device {} failed at step {}: {}",
+                        self.rank,
+                        step + 1,
+                        panic_message(panic.as_ref())
+                    )))
+                },
+            )
+        } else {
+            self.local(step, ctx, compute)
+        };
+        let mut local = if self.peers > 1 {
+            // The failure flag, the loss and the FLOPs in one reduction, before the gradients.
+            let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| (l.loss_sum, l.flops));
+            let [failed, loss_sum, gflops] = self.sum_over_peers([
+                f64::from(u8::from(local.is_err())),
+                loss_sum / self.peers as f64,
+                flops * 1e-9,
+            ])?;
+            if failed > 0.0 {
+                return Err(local
+                    .err()
+                    .unwrap_or(TrainError::PeerFailed { step: step + 1 }));
+            }
+            let mut local = local?;
+            local.grads = local
+                .grads
+                .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
+                .map_err(collective_error)?;
+            (local.loss_sum, local.flops) = (loss_sum, gflops * 1e9);
+            local
+        } else {
+            local?
+        };
+        let loss = local.loss_sum / config.grad_accum as f64;
+        if !loss.is_finite() {
+            return Err(TrainError::Config(format!(
+                "the loss became {loss} at step {}; lower the learning rate",
+                step + 1
+            )));
+        }
+        let grad_norm;
+        (self.model, grad_norm) = apply_update(
+            self.model,
+            &mut self.optim,
+            &local.grads,
+            ctx.lr.at(step),
+            config.clip,
+            compute.loss_scale,
+        );
+        // Free the gradients before the next step's passes.
+        local.grads = GradientsParams::new();
+        let applied = grad_norm.is_finite();
+        match &mut self.scaler {
+            Some(scaler) => scaler.update(applied),
+            None if !applied => {
+                return Err(TrainError::Config(format!(
+                    "the gradients became {grad_norm} at step {}; lower the learning rate",
+                    step + 1
+                )))
+            }
+            None => {}
+        }
+        let outcome = StepOutcome {
+            loss,
+            flops: local.flops,
+            guides_used: local.guides_used,
+            grad_norm,
+            applied,
+        };
+        Ok((self, outcome))
+    }
+
+    /// This replica's share of step `step`: the schedule's alpha or guide dropping, the step's
+    /// data, the micro-batches' passes and their accumulated gradients.
+    fn local(
+        &mut self,
+        step: u64,
+        ctx: &StepContext,
+        compute: Compute,
+    ) -> Result<Local, TrainError> {
         let config = &ctx.config;
         if ctx.plan.guided(step) {
             self.model.set_alpha(ctx.plan.alpha(step))?;
@@ -86,6 +192,10 @@ impl<B: AutodiffBackend> Replica<B> {
             self.model.drop_guides();
             self.optim.retain_params(&self.model);
             self.guides = false;
+        }
+        #[cfg(test)]
+        if ctx.fail_at == Some((self.rank, step)) {
+            panic!("injected failure");
         }
         let windows = self.loader.windows();
         let data_step = ctx.plan.data_step(step);
@@ -95,10 +205,6 @@ impl<B: AutodiffBackend> Replica<B> {
         let salt = (self.rank as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         B::seed(&self.device, step_seed(config.seed ^ salt, step));
         let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400 ^ salt, step));
-        let compute = Compute {
-            precision: config.precision,
-            loss_scale: self.scaler.map_or(1.0, |s| s.scale),
-        };
         let micro_tokens = (config.batch_size * config.seq_len) as u64;
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let (mut loss_sum, mut flops, mut guides_used) = (0.0, 0.0, 0);
@@ -116,58 +222,17 @@ impl<B: AutodiffBackend> Replica<B> {
             loss_sum += loss;
             accumulator.accumulate(&self.model, grads);
         }
-        let mut grads = accumulator.grads();
-        if self.peers > 1 {
-            let peer = PeerId::from(self.rank);
-            grads = grads
-                .all_reduce::<B::InnerBackend>(peer, ReduceOperation::Mean)
-                .map_err(collective_error)?;
-            let [l, f] = self.sum_over_peers([loss_sum / self.peers as f64, flops * 1e-9])?;
-            (loss_sum, flops) = (l, f * 1e9);
-        }
-        let loss = loss_sum / config.grad_accum as f64;
-        if !loss.is_finite() {
-            return Err(TrainError::Config(format!(
-                "the loss became {loss} at step {}; lower the learning rate",
-                step + 1
-            )));
-        }
-        let grad_norm;
-        (self.model, grad_norm) = apply_update(
-            self.model,
-            &mut self.optim,
-            &grads,
-            ctx.lr.at(step),
-            config.clip,
-            compute.loss_scale,
-        );
-        let applied = grad_norm.is_finite();
-        match &mut self.scaler {
-            Some(scaler) => scaler.update(applied),
-            None if !applied => {
-                return Err(TrainError::Config(format!(
-                    "the gradients became {grad_norm} at step {}; lower the learning rate",
-                    step + 1
-                )))
-            }
-            None => {}
-        }
-        let outcome = StepOutcome {
-            loss,
+        Ok(Local {
+            grads: accumulator.grads(),
+            loss_sum,
             flops,
             guides_used,
-            grad_norm,
-            applied,
-        };
-        Ok((self, outcome))
+        })
     }
 
-    /// Sums two numbers over the peers (burn's all-reduce on a two-element tensor).
-    fn sum_over_peers(&self, values: [f64; 2]) -> Result<[f64; 2], TrainError> {
-        let t = Tensor::<B::InnerBackend, 1>::from_floats(
-            [values[0] as f32, values[1] as f32],
-            &self.device,
-        );
+    /// Sums numbers over the peers (burn's all-reduce on a small tensor).
+    fn sum_over_peers<const N: usize>(&self, values: [f64; N]) -> Result<[f64; N], TrainError> {
+        let t = Tensor::<B::InnerBackend, 1>::from_floats(values.map(|v| v as f32), &self.device);
         let summed = collective::all_reduce::<B::InnerBackend>(
             PeerId::from(self.rank),
             t.into_primitive().tensor(),
@@ -179,7 +244,18 @@ impl<B: AutodiffBackend> Replica<B> {
             .convert::<f64>()
             .to_vec::<f64>()
             .map_err(|e| TrainError::Config(format!("data-parallel all-reduce: {e:?}")))?;
-        Ok([out[0], out[1]])
+        Ok(std::array::from_fn(|i| out[i]))
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "it panicked".to_string()
     }
 }
 
@@ -257,6 +333,29 @@ impl Peers {
             })?;
         }
         Ok(())
+    }
+
+    /// After the first device's step failed with `error`: lets the peers end (they failed the
+    /// same step) and returns the error that says why, a peer's own when `error` only says
+    /// that a peer failed.
+    pub fn abort(self, error: TrainError) -> TrainError {
+        drop(self.steps);
+        let mut own = None;
+        for h in self.handles {
+            match h.join() {
+                Err(_) => {
+                    own.get_or_insert(TrainError::Config("a data-parallel peer panicked".into()));
+                }
+                Ok(Err(TrainError::PeerFailed { .. })) | Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    own.get_or_insert(e);
+                }
+            }
+        }
+        match error {
+            TrainError::PeerFailed { .. } => own.unwrap_or(error),
+            error => error,
+        }
     }
 
     /// Lets the peers finish and waits for them; the first error of any of them.

@@ -280,3 +280,45 @@ fn two_data_parallel_replicas_match_one_device_with_the_same_global_batch() {
     ));
     assert!(e.contains("set for 2 device(s) but 1"), "{e}");
 }
+
+#[test]
+fn a_failing_data_parallel_replica_stops_every_replica_with_its_error() {
+    let _lock = rng_lock();
+    let dir = scratch("parallel-failure");
+    let data = prepared(&dir);
+    let mut config = small_run(&data, 4);
+    config.batch_size = 2;
+    config.devices = 2;
+    config.checkpoint_every = 1;
+    for rank in [1, 0] {
+        let (config, out) = (config.clone(), dir.join(format!("fail-{rank}")));
+        let options = RunOptions {
+            fail_at: Some((rank, 1)),
+            ..RunOptions::default()
+        };
+        // A replica that never joined the all-reduce would leave the others waiting forever.
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let devices = vec![Default::default(); 2];
+            let _ = send.send(err_text(train::train_on::<TB>(
+                &config, &out, options, &devices, &mut Quiet,
+            )));
+        });
+        let e = receive
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the run ends instead of waiting for the failed replica");
+        assert!(
+            e.contains(&format!("device {rank} failed at step 2: injected failure")),
+            "{e}"
+        );
+    }
+    // The checkpoint of step 1 is intact: the run resumes from it and finishes.
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let devices = vec![Default::default(); 2];
+    let s =
+        train::train_on::<TB>(&config, &dir.join("fail-1"), resume, &devices, &mut Quiet).unwrap();
+    assert_eq!(s.steps, 4);
+}

@@ -2,17 +2,12 @@
 //! raw uint16 files, loader determinism and exact resume of the cursor.
 
 use std::fs;
-use std::path::PathBuf;
 
 use crate::shard::{fnv1a, tmp_path, write_atomic, HEADER_LEN};
 use crate::{Cursor, DataError, ShardWriter, TokenFile, TokenWidth, WindowLoader};
 
-/// A fresh folder under the system temp dir for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-trainer-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> test_support::Scratch {
+    test_support::Scratch::new(&format!("shard-{name}"))
 }
 
 fn tokens(n: usize, vocab: u32) -> Vec<u32> {

@@ -262,6 +262,9 @@ pub struct RunOptions {
     pub time_limit_s: Option<f64>,
     /// Stop (with a checkpoint) once this many steps are done; `--resume` continues.
     pub stop_at_step: Option<u64>,
+    /// Tests: the data-parallel replica of this rank panics in this (0-based) step.
+    #[cfg(test)]
+    pub(crate) fail_at: Option<(usize, u64)>,
 }
 
 /// Files of a run folder.
@@ -619,6 +622,8 @@ pub fn train_on<B: AutodiffBackend>(
         plan,
         lr: config.lr_schedule(&plan),
         fixed_per_token: fixed.attention_scores + fixed.head,
+        #[cfg(test)]
+        fail_at: options.fail_at,
     };
     let step_tokens = (config.global_batch() * config.seq_len) as u64;
     let mut replica = Replica {
@@ -649,7 +654,10 @@ pub fn train_on<B: AutodiffBackend>(
         peers.begin(step)?;
         let loss_scale = replica.scaler.map(|s| s.scale);
         let done;
-        (replica, done) = replica.step(step, &ctx)?;
+        (replica, done) = match replica.step(step, &ctx) {
+            Ok(stepped) => stepped,
+            Err(e) => return Err(peers.abort(e)),
+        };
         state.step = step + 1;
         state.tokens += step_tokens;
         state.flops += done.flops;

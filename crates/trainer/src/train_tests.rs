@@ -9,9 +9,8 @@ use std::sync::{Mutex, MutexGuard};
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use structured_linear::Structure;
+use test_support::{grammar_corpus, Scratch};
 use transformer::zoo::Zoo;
 use transformer::TransformerConfig;
 
@@ -32,61 +31,13 @@ pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-train-{}-{name}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A document of sentences from a small grammar: predictable to a model, far from uniform.
-fn document(rng: &mut StdRng) -> String {
-    const SUBJECTS: &[&str] = &[
-        "the cat",
-        "a dog",
-        "my friend",
-        "the old man",
-        "our teacher",
-        "the farmer",
-    ];
-    const VERBS: &[&str] = &["sees", "likes", "finds", "takes", "paints", "follows"];
-    const OBJECTS: &[&str] = &[
-        "the red ball",
-        "a small house",
-        "the river",
-        "some bread",
-        "the garden",
-    ];
-    const ENDS: &[&str] = &[" today.", " again.", ".", " every morning."];
-    let n = rng.random_range(15..30);
-    (0..n)
-        .map(|_| {
-            format!(
-                "{} {} {}{}",
-                SUBJECTS[rng.random_range(0..SUBJECTS.len())],
-                VERBS[rng.random_range(0..VERBS.len())],
-                OBJECTS[rng.random_range(0..OBJECTS.len())],
-                ENDS[rng.random_range(0..ENDS.len())]
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Writes `n` generated documents as text files under `dir/text`.
-fn write_corpus(dir: &Path, n: usize, seed: u64) -> PathBuf {
-    let text = dir.join("text");
-    fs::create_dir_all(&text).unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
-    for i in 0..n {
-        fs::write(text.join(format!("doc-{i:03}.txt")), document(&mut rng)).unwrap();
-    }
-    text
+pub(crate) fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("train-{name}"))
 }
 
 /// A prepared data folder of 40 generated documents with a 320-token BPE.
 pub(crate) fn prepared(dir: &Path) -> PathBuf {
-    let text = write_corpus(dir, 40, 7);
+    let text = grammar_corpus(dir, 40, 7);
     let mut config = PrepareConfig::new(vec![text], dir.join("data"));
     config.tokenizer = TokenizerSource::Train { vocab_size: 320 };
     data::prepare(&config).unwrap();
@@ -282,7 +233,7 @@ fn global_norm_clipping_and_adamw_match_a_direct_computation() {
 #[test]
 fn prepare_writes_deterministic_shards_split_by_document() {
     let dir = scratch("prepare");
-    let text = write_corpus(&dir, 20, 3);
+    let text = grammar_corpus(&dir, 20, 3);
     // One document as JSON lines too, with an empty line and an empty document skipped.
     let jsonl = dir.join("extra.jsonl");
     fs::write(&jsonl, "{\"text\": \"the cat sees the river.\"}\n\n{\"text\": \"  \"}\n{\"text\": \"a dog takes some bread.\"}\n").unwrap();
@@ -337,7 +288,7 @@ pub(crate) fn err_text<T: std::fmt::Debug>(r: Result<T, TrainError>) -> String {
 #[test]
 fn prepare_refuses_bad_input_and_keeps_existing_data() {
     let dir = scratch("prepare-bad");
-    let text = write_corpus(&dir, 12, 5);
+    let text = grammar_corpus(&dir, 12, 5);
     let run = |inputs: Vec<PathBuf>, out: &str| {
         let mut c = PrepareConfig::new(inputs, dir.join(out));
         c.tokenizer = TokenizerSource::Train { vocab_size: 300 };

@@ -17,6 +17,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
+use test_support::{pattern_corpus, Scratch};
 use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
 use trainer::precision::Precision;
@@ -253,32 +254,12 @@ fn half_precision_passes_track_the_cpu_f32_ones() {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("strata-backends-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("backends-{name}"))
 }
 
 fn prepared(dir: &Path) -> PathBuf {
-    let text = dir.join("text");
-    std::fs::create_dir_all(&text).unwrap();
-    let words = [
-        "the cat",
-        "a dog",
-        "sees",
-        "likes",
-        "the river",
-        "some bread",
-        "today.",
-        "again.",
-    ];
-    for d in 0..20usize {
-        let doc: Vec<&str> = (0..120)
-            .map(|i| words[(i * 7 + d * 3 + i / 5) % words.len()])
-            .collect();
-        std::fs::write(text.join(format!("{d:02}.txt")), doc.join(" ")).unwrap();
-    }
+    let text = pattern_corpus(dir, 20, 120);
     let mut c = PrepareConfig::new(vec![text], dir.join("data"));
     c.tokenizer = TokenizerSource::Train { vocab_size: 300 };
     data::prepare(&c).unwrap();
