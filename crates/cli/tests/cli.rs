@@ -442,54 +442,31 @@ fn train_eval_generate_on_wgpu() {
         "--json",
     ]));
     assert_eq!(summary["steps"], 2);
-    let on_gpu = stdout_json(&strata(&[
-        "eval",
-        "--checkpoint",
-        &run,
-        "--data",
-        &data,
-        "--seq-len",
-        "16",
-        "--max-batches",
-        "2",
-        "--backend",
-        "wgpu",
-        "--json",
-    ]));
-    let on_cpu = stdout_json(&strata(&[
-        "eval",
-        "--checkpoint",
-        &run,
-        "--data",
-        &data,
-        "--seq-len",
-        "16",
-        "--max-batches",
-        "2",
-        "--json",
-    ]));
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--checkpoint",
+            &run,
+            "--data",
+            &data,
+            "--seq-len",
+            "16",
+            "--max-batches",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        strata(&args)
+    };
+    let on_gpu = stdout_json(&eval(&["--backend", "wgpu"]));
+    let on_cpu = stdout_json(&eval(&[]));
     let (g, c) = (
         on_gpu["val_loss"].as_f64().unwrap(),
         on_cpu["val_loss"].as_f64().unwrap(),
     );
     assert!((g - c).abs() < 1e-3, "wgpu {g} vs cpu {c}");
     // f16 inference where the GPU has f16 (lavapipe does); otherwise a one-line refusal.
-    let half = strata(&[
-        "eval",
-        "--checkpoint",
-        &run,
-        "--data",
-        &data,
-        "--seq-len",
-        "16",
-        "--max-batches",
-        "2",
-        "--backend",
-        "wgpu",
-        "--precision",
-        "f16",
-        "--json",
-    ]);
+    let half = eval(&["--backend", "wgpu", "--precision", "f16"]);
     if half.status.success() {
         let h = stdout_json(&half)["val_loss"].as_f64().unwrap();
         assert!((h - c).abs() < 0.02 * c, "wgpu f16 {h} vs cpu f32 {c}");
