@@ -115,7 +115,7 @@ impl<B: AutodiffBackend> Replica<B> {
         } else {
             self.local(step, ctx, compute)
         };
-        let mut local = if self.peers > 1 {
+        let local = if self.peers > 1 {
             // The failure flag, the loss and the FLOPs in one reduction, before the gradients.
             let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| (l.loss_sum, l.flops));
             let [failed, loss_sum, gflops] = self.sum_over_peers([
@@ -154,8 +154,6 @@ impl<B: AutodiffBackend> Replica<B> {
             config.clip,
             compute.loss_scale,
         );
-        // Free the gradients before the next step's passes.
-        local.grads = GradientsParams::new();
         let applied = grad_norm.is_finite();
         match &mut self.scaler {
             Some(scaler) => scaler.update(applied),
