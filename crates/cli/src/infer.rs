@@ -285,9 +285,16 @@ impl Job for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<Vec<u32>> {
         let precision = self.precision;
         precision.check::<B>(&device)?;
-        let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        let (mut model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
         if guided(&model) {
             // Inside the guided phase the model is the guide/structure mix: no pre-merge.
+            let model = precision.apply(model);
+            return Ok(generate(&model, &self.prompt, &self.config, &device)?);
+        }
+        if self.threshold == 0 {
+            // Every call has at least one token: a merged twin would never serve, so none is
+            // built (the CPU default).
+            model.drop_guides();
             let model = precision.apply(model);
             return Ok(generate(&model, &self.prompt, &self.config, &device)?);
         }

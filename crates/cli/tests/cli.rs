@@ -224,6 +224,23 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     ]);
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     assert!(String::from_utf8_lossy(&g.stdout).starts_with("the cat"));
+    // Greedy decoding: the structured model alone (the default threshold, 0), the dispatching
+    // pair and the merged model write the same text.
+    let greedy = |extra: &[&str]| {
+        let mut args = vec!["generate", "--checkpoint", &run, "--prompt", "the cat"];
+        args.extend_from_slice(&["--max-tokens", "8", "--temperature", "0"]);
+        args.extend_from_slice(extra);
+        let out = strata(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let structured = greedy(&[]);
+    assert_eq!(greedy(&["--premerge-threshold", "1"]), structured);
+    assert_eq!(greedy(&["--merged"]), structured);
 
     // Bad input: one line, non-zero exit, nothing already written changes.
     let before = std::fs::read(dir.join("run/metrics.jsonl")).unwrap();
