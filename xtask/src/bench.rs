@@ -1,6 +1,7 @@
 //! `cargo xtask bench ffn`: times an FFN block (fc1: d -> 4d, GELU, fc2: 4d -> d; bias, input
-//! requiring grad; f32, or bf16/f16 on the `-bf16`/`-f16` GPU backends) forward and forward+backward for dense and each structure at the paper's
-//! 63% and 32% settings, side by side in one run, and prints one JSON object per configuration.
+//! requiring grad; f32, or bf16/f16 on the `-bf16`/`-f16` GPU backends) forward and
+//! forward+backward for dense and each structure at the paper's 63% and 32% settings, side by
+//! side in one run, and prints one JSON object per configuration.
 //!
 //! The configurations follow `../shared/reference/peer/torch_ffn_bench.py` exactly (same ranks,
 //! block counts and rounding), and, like it, samples are taken round-robin so that drifting load

@@ -106,6 +106,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     let loader = manifest.loader(&args.data, &manifest.validation, seq_len, 0, false)?;
+    let precision = Precision::from(args.precision);
     let step = checkpoint::read_state(&dir)?.step;
     let result = dispatch(
         args.backend,
@@ -115,7 +116,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             batch_size: args.batch_size,
             max_batches: args.max_batches,
             merged: args.merged,
-            precision: args.precision.into(),
+            precision,
         },
     )?;
     if args.json {
@@ -128,7 +129,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
                 "checkpoint": dir,
                 "step": step,
                 "merged": args.merged,
-                "precision": Precision::from(args.precision).name(),
+                "precision": precision.name(),
             })
         );
     } else {
@@ -139,7 +140,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             result.tokens,
             dir.display(),
             if args.merged { ", pre-merged" } else { "" },
-            match Precision::from(args.precision) {
+            match precision {
                 Precision::F32 => String::new(),
                 p => format!(", {}", p.name()),
             }
@@ -286,15 +287,14 @@ impl Job for Generate {
         let precision = self.precision;
         precision.check::<B>(&device)?;
         let (mut model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
-        if guided(&model) {
-            // Inside the guided phase the model is the guide/structure mix: no pre-merge.
-            let model = precision.apply(model);
-            return Ok(generate(&model, &self.prompt, &self.config, &device)?);
-        }
-        if self.threshold == 0 {
-            // Every call has at least one token: a merged twin would never serve, so none is
-            // built (the CPU default).
+        let guided = guided(&model);
+        if !guided {
+            // Past the guided phase the guides (if any) serve no call.
             model.drop_guides();
+        }
+        // Inside the guided phase the model is the guide/structure mix: no pre-merge. With
+        // threshold 0 (the CPU default) no call would use a merged twin: none is built.
+        if guided || self.threshold == 0 {
             let model = precision.apply(model);
             return Ok(generate(&model, &self.prompt, &self.config, &device)?);
         }

@@ -11,13 +11,26 @@ fn strata(args: &[&str]) -> Output {
         .expect("the strata binary runs")
 }
 
-fn stdout_json(out: &Output) -> serde_json::Value {
+/// The standard output of a command that must have succeeded (its stderr otherwise).
+fn stdout_text(out: &Output) -> String {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout_text(out)).expect("stdout is JSON")
+}
+
+/// `strata generate` of 8 tokens after "the cat" from `run`, greedy, followed by `extra`.
+fn greedy(run: &str, extra: &[&str]) -> String {
+    let mut args = vec!["generate", "--checkpoint", run, "--prompt", "the cat"];
+    args.extend_from_slice(&["--max-tokens", "8", "--temperature", "0"]);
+    args.extend_from_slice(extra);
+    stdout_text(&strata(&args))
 }
 
 #[test]
@@ -116,11 +129,7 @@ fn prepared(dir: &std::path::Path) -> (String, String, String) {
         "--vocab-size",
         "300",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_text(&out);
     let model = write_model(dir, 300);
     (text, data, model)
 }
@@ -166,12 +175,7 @@ fn prepare_train_resume_eval_generate_end_to_end() {
         train_cmd(&model, &data, &run, &[&recipe, extra])
     };
     let first = train(&["--stop-at", "3"]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("stopped early"));
+    assert!(stdout_text(&first).contains("stopped early"));
     let summary = stdout_json(&train(&["--resume", "--json"]));
     assert_eq!(summary["steps"], 6);
     // metrics.jsonl follows the contract: every step once, val_loss on evaluation steps.
@@ -222,25 +226,12 @@ fn prepare_train_resume_eval_generate_end_to_end() {
         "--seed",
         "3",
     ]);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
-    assert!(String::from_utf8_lossy(&g.stdout).starts_with("the cat"));
+    assert!(stdout_text(&g).starts_with("the cat"));
     // Greedy decoding: the structured model alone (the default threshold, 0), the dispatching
     // pair and the merged model write the same text.
-    let greedy = |extra: &[&str]| {
-        let mut args = vec!["generate", "--checkpoint", &run, "--prompt", "the cat"];
-        args.extend_from_slice(&["--max-tokens", "8", "--temperature", "0"]);
-        args.extend_from_slice(extra);
-        let out = strata(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    let structured = greedy(&[]);
-    assert_eq!(greedy(&["--premerge-threshold", "1"]), structured);
-    assert_eq!(greedy(&["--merged"]), structured);
+    let structured = greedy(&run, &[]);
+    assert_eq!(greedy(&run, &["--premerge-threshold", "1"]), structured);
+    assert_eq!(greedy(&run, &["--merged"]), structured);
 
     // Bad input: one line, non-zero exit, nothing already written changes.
     let before = std::fs::read(dir.join("run/metrics.jsonl")).unwrap();
@@ -334,11 +325,7 @@ fn data_parallel_bf16_training_resumes_with_its_device_count() {
     ];
     let train = |extra: &[&str]| train_cmd(&model, &data, &run, &[&recipe, extra]);
     let first = train(&["--devices", "2", "--precision", "bf16", "--stop-at", "2"]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    stdout_text(&first);
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run/config.json")).unwrap())
             .unwrap();
@@ -376,28 +363,12 @@ fn data_parallel_bf16_training_resumes_with_its_device_count() {
             assert_eq!(e["precision"], precision);
         }
     }
+    // Greedy decoding in half precision through the dispatching pair.
     let generate = |precision: &str| {
-        let out = strata(&[
-            "generate",
-            "--checkpoint",
+        greedy(
             &run,
-            "--prompt",
-            "the cat",
-            "--max-tokens",
-            "6",
-            "--temperature",
-            "0",
-            "--premerge-threshold",
-            "1",
-            "--precision",
-            precision,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+            &["--premerge-threshold", "1", "--precision", precision],
+        )
     };
     let text = generate("bf16");
     assert!(
@@ -501,9 +472,5 @@ fn train_eval_generate_on_wgpu() {
         "--backend",
         "wgpu",
     ]);
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
+    stdout_text(&gen);
 }

@@ -25,10 +25,6 @@ impl Scratch {
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
         Self { path }
     }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Deref for Scratch {

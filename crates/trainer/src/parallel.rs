@@ -91,10 +91,9 @@ impl<B: AutodiffBackend> Replica<B> {
     /// Runs optimizer step `step` (0-based): alpha or guide dropping, the step's data, the
     /// micro-batches, the gradient all-reduce across devices, the update.
     ///
-    /// With several devices, a replica whose share fails (an error, or a panic such as running
-    /// out of device memory) still joins the step's first all-reduce with a failure flag, so
-    /// every replica stops at that step instead of waiting for it forever: the failing one
-    /// returns its error, the others [`TrainError::PeerFailed`].
+    /// With several devices, when one replica's share fails every replica stops at that step
+    /// ([`Replica::local_over_peers`]): the failing one returns its error, the others
+    /// [`TrainError::PeerFailed`].
     pub fn step(mut self, step: u64, ctx: &StepContext) -> Result<(Self, StepOutcome), TrainError> {
         let config = &ctx.config;
         let compute = Compute {
@@ -102,41 +101,9 @@ impl<B: AutodiffBackend> Replica<B> {
             loss_scale: self.scaler.map_or(1.0, |s| s.scale),
         };
         let local = if self.peers > 1 {
-            catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute))).unwrap_or_else(
-                |panic| {
-                    Err(TrainError::Config(format!(
-                        "device {} failed at step {}: {}",
-                        self.rank,
-                        step + 1,
-                        panic_message(panic.as_ref())
-                    )))
-                },
-            )
+            self.local_over_peers(step, ctx, compute)?
         } else {
-            self.local(step, ctx, compute)
-        };
-        let local = if self.peers > 1 {
-            // The failure flag, the loss and the FLOPs in one reduction, before the gradients.
-            let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| (l.loss_sum, l.flops));
-            let [failed, loss_sum, gflops] = self.sum_over_peers([
-                f64::from(u8::from(local.is_err())),
-                loss_sum / self.peers as f64,
-                flops * 1e-9,
-            ])?;
-            if failed > 0.0 {
-                return Err(local
-                    .err()
-                    .unwrap_or(TrainError::PeerFailed { step: step + 1 }));
-            }
-            let mut local = local?;
-            local.grads = local
-                .grads
-                .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
-                .map_err(collective_error)?;
-            (local.loss_sum, local.flops) = (loss_sum, gflops * 1e9);
-            local
-        } else {
-            local?
+            self.local(step, ctx, compute)?
         };
         let loss = local.loss_sum / config.grad_accum as f64;
         if !loss.is_finite() {
@@ -173,6 +140,45 @@ impl<B: AutodiffBackend> Replica<B> {
             applied,
         };
         Ok((self, outcome))
+    }
+
+    /// [`Replica::local`] with several devices: a failure (an error, or a panic such as running
+    /// out of device memory) is caught and flagged in the step's first all-reduce, together
+    /// with the loss and the FLOPs; then the gradients are averaged. Every replica sees the
+    /// flag, so all stop at this step instead of one waiting for the others forever.
+    fn local_over_peers(
+        &mut self,
+        step: u64,
+        ctx: &StepContext,
+        compute: Compute,
+    ) -> Result<Local, TrainError> {
+        let local = catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute)))
+            .unwrap_or_else(|panic| {
+                Err(TrainError::Config(format!(
+                    "device {} failed at step {}: {}",
+                    self.rank,
+                    step + 1,
+                    panic_message(panic.as_ref())
+                )))
+            });
+        let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| (l.loss_sum, l.flops));
+        let [failed, loss_sum, gflops] = self.sum_over_peers([
+            f64::from(u8::from(local.is_err())),
+            loss_sum / self.peers as f64,
+            flops * 1e-9,
+        ])?;
+        if failed > 0.0 {
+            return Err(local
+                .err()
+                .unwrap_or(TrainError::PeerFailed { step: step + 1 }));
+        }
+        let mut local = local?;
+        local.grads = local
+            .grads
+            .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
+            .map_err(collective_error)?;
+        (local.loss_sum, local.flops) = (loss_sum, gflops * 1e9);
+        Ok(local)
     }
 
     /// This replica's share of step `step`: the schedule's alpha or guide dropping, the step's

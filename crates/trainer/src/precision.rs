@@ -71,9 +71,7 @@ impl Precision {
             _ => Ok(()),
         }
     }
-}
 
-impl Precision {
     /// `module` as the passes compute with it: cast to the half type ([`cast_params`]), or
     /// unchanged for f32.
     pub fn apply<B: Backend, M: Module<B>>(self, module: M) -> M {
