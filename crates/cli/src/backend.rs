@@ -3,6 +3,12 @@
 //! `cpu` means burn-flex, the faster of the two CPU backends here (measured in
 //! docs/benchmarks.md: about 1.5-2x ndarray on the FFN benchmark); `ndarray` is the unit-test
 //! backend. The GPU backends exist when strata is built with the `wgpu` / `cuda` features.
+//!
+//! Before the first GPU device, cubecl is set up ([`gpu_setup::configure`]): kernel and autotune
+//! caches in `STRATA_CACHE_DIR` (else the per-user cache folder), in a subfolder per GPU model.
+//! With `STRATA_COUNT_KERNELS=1` (the default on CUDA; on wgpu counting turns on the validation
+//! layers, so it is off unless asked) strata counts the kernels it compiles, prints progress
+//! while a new GPU compiles ("compiling kernels for <GPU>: N so far") and the total at the end.
 
 use anyhow::Result;
 use burn::tensor::backend::Backend;
@@ -51,9 +57,78 @@ pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> Result<J::Output> {
     }
 }
 
+/// The GPU set-up of this process, once a GPU backend was dispatched to.
+static SETUP: std::sync::OnceLock<gpu_setup::Setup> = std::sync::OnceLock::new();
+
+/// The GPU set-up in force (None on the CPU backends).
+pub fn gpu() -> Option<&'static gpu_setup::Setup> {
+    SETUP.get()
+}
+
+/// Whether to count compiled kernels: `STRATA_COUNT_KERNELS` (`1` / `0`), else `default`.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+fn count_kernels(default: bool) -> bool {
+    match std::env::var("STRATA_COUNT_KERNELS").as_deref() {
+        Ok("1") | Ok("true") => true,
+        Ok("0") | Ok("false") => false,
+        _ => default,
+    }
+}
+
+/// Sets cubecl up for `runtime` and runs `job`; with counting, reports compile progress every
+/// 10 s while kernels are being compiled, and the total at the end.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn on_gpu<T>(
+    runtime: gpu_setup::Runtime,
+    count_default: bool,
+    job: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let options = gpu_setup::Options {
+        root: None,
+        count_compiles: count_kernels(count_default),
+    };
+    let setup = SETUP.get_or_init(|| {
+        // A failure to set up the caches costs speed, not correctness: say so and go on.
+        gpu_setup::configure(runtime, &options).unwrap_or_else(|e| {
+            eprintln!("warning: kernel caches off: {e}");
+            gpu_setup::Setup {
+                runtime,
+                gpu: gpu_setup::gpu_name(runtime),
+                dir: Default::default(),
+                compile_log: None,
+            }
+        })
+    });
+    if setup.compile_log.is_some() {
+        std::thread::spawn(move || {
+            let mut reported = 0;
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                let n = setup.compiled_kernels();
+                if n > reported {
+                    eprintln!("compiling kernels for {}: {n} so far", setup.gpu);
+                    reported = n;
+                }
+            }
+        });
+    }
+    let out = job();
+    if setup.compile_log.is_some() {
+        eprintln!(
+            "compiled {} kernels for {} (cache: {})",
+            setup.settled_compiled_kernels(),
+            setup.gpu,
+            setup.dir.display()
+        );
+    }
+    out
+}
+
 #[cfg(feature = "wgpu")]
 fn wgpu<J: Job>(job: J) -> Result<J::Output> {
-    job.run::<burn::backend::Wgpu>(Default::default())
+    on_gpu(gpu_setup::Runtime::Wgpu, false, || {
+        job.run::<burn::backend::Wgpu>(Default::default())
+    })
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -63,7 +138,9 @@ fn wgpu<J: Job>(_job: J) -> Result<J::Output> {
 
 #[cfg(feature = "cuda")]
 fn cuda<J: Job>(job: J) -> Result<J::Output> {
-    job.run::<burn::backend::Cuda>(Default::default())
+    on_gpu(gpu_setup::Runtime::Cuda, true, || {
+        job.run::<burn::backend::Cuda>(Default::default())
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

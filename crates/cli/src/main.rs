@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod infer;
 mod train;
+mod watchdog;
 mod zoo;
 
 use clap::{Parser, Subcommand};

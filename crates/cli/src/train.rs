@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use burn::backend::Autodiff;
@@ -17,6 +17,7 @@ use trainer::train::{self, Budget, Event, Observer, RunOptions, Summary, TrainCo
 use transformer::zoo::{resolve_model, Zoo};
 
 use crate::backend::{dispatch, BackendKind, Job};
+use crate::watchdog::{Watchdog, Watched};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SgtArg {
@@ -163,6 +164,11 @@ pub struct TrainArgs {
     /// Stop with a checkpoint once this step is done (`--resume` continues).
     #[arg(long)]
     pub stop_at: Option<u64>,
+    /// End the run with an error when it makes no progress (no step, no kernel compiled) for
+    /// this many seconds; 0 turns the watchdog off. Default: 600 on the GPU backends, off on
+    /// the CPU ones.
+    #[arg(long, allow_negative_numbers = true)]
+    pub stall_timeout: Option<f64>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -253,6 +259,24 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
             bail!("--time-limit must be positive (got {t})");
         }
     }
+    let stall = match (args.stall_timeout, args.backend) {
+        (Some(t), _) if !(t >= 0.0 && t.is_finite()) => {
+            bail!("--stall-timeout must be a number of seconds >= 0 (got {t})")
+        }
+        (Some(t), _) => t,
+        (None, BackendKind::Wgpu | BackendKind::Cuda) => 600.0,
+        (None, _) => 0.0,
+    };
+    let dog = (stall > 0.0).then(|| {
+        Watchdog::start(
+            Duration::from_secs_f64(stall),
+            format!("training on {}", args.backend.name()),
+        )
+    });
+    let mut observer = Watched {
+        inner: observer,
+        dog: dog.as_ref(),
+    };
     let options = RunOptions {
         resume: args.resume,
         force: args.force,
@@ -273,7 +297,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
             options,
             devices,
             share_device: matches!(args.backend, BackendKind::Cpu | BackendKind::Ndarray),
-            observer,
+            observer: &mut observer,
         },
     )
 }
@@ -449,6 +473,7 @@ impl Observer for Progress {
                 }
             }
             Event::Finished(_) => self.finish(),
+            Event::Issued(_) => {}
         }
     }
 }

@@ -125,6 +125,12 @@ fn grammar_document(rng: &mut StdRng) -> String {
         .join(" ")
 }
 
+/// The value of a one-element tensor (a loss, a gradient norm), read back as `f64`.
+pub fn scalar<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 1>) -> f64 {
+    use burn::tensor::ElementConversion;
+    t.into_scalar().elem()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

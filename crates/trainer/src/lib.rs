@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod precision;
+mod readback;
 pub mod schedule;
 pub mod shard;
 pub mod train;

@@ -13,7 +13,7 @@ use std::path::Path;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, ElementConversion, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -98,6 +98,36 @@ impl<B: Backend> AdamW<B> {
     /// One update of every parameter that has a gradient in `grads`, with learning rate `lr`
     /// and the gradients multiplied by `grad_scale` first (the clipping factor).
     pub fn step<AB, M>(&mut self, model: M, grads: &GradientsParams, lr: f64, grad_scale: f64) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        self.update(model, grads, lr, GradScale::Host(grad_scale))
+    }
+
+    /// [`AdamW::step`] with the gradient factor held on the device (`[1]`), so that a factor
+    /// computed from the gradients (clipping) never has to be read back.
+    pub fn step_scaled<AB, M>(
+        &mut self,
+        model: M,
+        grads: &GradientsParams,
+        lr: f64,
+        grad_scale: Tensor<B, 1>,
+    ) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        self.update(model, grads, lr, GradScale::Device(grad_scale))
+    }
+
+    fn update<AB, M>(
+        &mut self,
+        model: M,
+        grads: &GradientsParams,
+        lr: f64,
+        grad_scale: GradScale<B>,
+    ) -> M
     where
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
@@ -231,11 +261,19 @@ fn burn_dtype(dtype: safetensors::Dtype) -> Option<DType> {
     })
 }
 
+/// The factor gradients are multiplied by before an update.
+enum GradScale<B: Backend> {
+    /// A number known on the host.
+    Host(f64),
+    /// A `[1]` tensor on the device.
+    Device(Tensor<B, 1>),
+}
+
 struct Updater<'a, AB: AutodiffBackend> {
     optim: &'a mut AdamW<AB::InnerBackend>,
     grads: &'a GradientsParams,
     lr: f64,
-    grad_scale: f64,
+    grad_scale: GradScale<AB::InnerBackend>,
     path: PathStack,
 }
 
@@ -258,7 +296,10 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let w = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]).mul_scalar(self.grad_scale);
+        let g = match &self.grad_scale {
+            GradScale::Host(f) => grad.reshape([n]).mul_scalar(*f),
+            GradScale::Device(f) => grad.reshape([n]) * f.clone().expand([n]),
+        };
         let key = self.path.path();
         let (m, v) = match self.optim.moments.remove(&key) {
             Some(Moments { m, v }) => (
@@ -314,11 +355,12 @@ fn param_paths<B: Backend, M: burn::module::Module<B>>(
 }
 
 /// The global L2 norm of all gradients in `grads` over `model`'s parameters (one number, as
-/// `torch.nn.utils.clip_grad_norm_` computes).
+/// `torch.nn.utils.clip_grad_norm_` computes), on the device: `[1]`.
 pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     model: &M,
     grads: &GradientsParams,
-) -> f64 {
+    device: &burn::tensor::Device<AB::InnerBackend>,
+) -> Tensor<AB::InnerBackend, 1> {
     struct SumSquares<'a, B: Backend> {
         grads: &'a GradientsParams,
         total: Option<Tensor<B, 1>>,
@@ -337,9 +379,30 @@ pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     let mut visitor = SumSquares::<AB::InnerBackend> { grads, total: None };
     model.visit(&mut visitor);
     match visitor.total {
-        Some(t) => t.into_scalar().elem::<f64>().sqrt(),
-        None => 0.0,
+        Some(t) => t.sqrt(),
+        None => Tensor::zeros([1], device),
     }
+}
+
+/// [`clip_factor`] on the device, divided by `loss_scale`: the factor that turns gradients of a
+/// loss multiplied by `loss_scale`, of global norm `scaled_norm` (`[1]`), into clipped
+/// gradients of the loss.
+pub fn clip_scale<B: Backend>(
+    scaled_norm: Tensor<B, 1>,
+    max_norm: f64,
+    loss_scale: f64,
+) -> Tensor<B, 1> {
+    if max_norm <= 0.0 {
+        return scaled_norm.zeros_like().add_scalar(1.0 / loss_scale);
+    }
+    // min(1, max_norm / (norm + 1e-6)) with norm = scaled_norm / loss_scale.
+    scaled_norm
+        .div_scalar(loss_scale)
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0)
+        .div_scalar(loss_scale)
 }
 
 /// The factor that brings a gradient of global norm `norm` down to `max_norm`

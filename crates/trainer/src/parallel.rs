@@ -19,7 +19,7 @@ use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId, DeviceOps};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
@@ -44,17 +44,18 @@ pub(crate) struct StepContext {
     pub fail_at: Option<(usize, u64)>,
 }
 
-/// What a step did (summed over all devices).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct StepOutcome {
-    /// Mean token loss of the global batch.
-    pub loss: f64,
+/// What a step did (summed over all devices). The loss and the gradient norm stay on the
+/// device until the caller reads them (at its logging points).
+#[derive(Clone, Debug)]
+pub(crate) struct StepOutcome<B: Backend> {
+    /// Mean token loss of the global batch, `[1]`.
+    pub loss: Tensor<B, 1>,
     /// Training FLOPs of the step.
     pub flops: f64,
     /// Guided layers evaluated in the first device's last micro-batch.
     pub guides_used: usize,
-    /// Global gradient norm before clipping (not finite when an f16 step overflowed).
-    pub grad_norm: f64,
+    /// Global gradient norm before clipping, `[1]` (not finite when an f16 step overflowed).
+    pub grad_norm: Tensor<B, 1>,
     /// Whether the update was applied (f16 steps whose gradients overflow are skipped).
     pub applied: bool,
 }
@@ -80,9 +81,10 @@ fn collective_error(e: collective::CollectiveError) -> TrainError {
 }
 
 /// One replica's share of a step, before the all-reduce.
-struct Local {
+struct Local<B: Backend> {
     grads: GradientsParams,
-    loss_sum: f64,
+    /// Sum of the micro-batches' mean losses, `[1]`.
+    loss_sum: Tensor<B, 1>,
     flops: f64,
     guides_used: usize,
 }
@@ -94,7 +96,11 @@ impl<B: AutodiffBackend> Replica<B> {
     /// With several devices, when one replica's share fails every replica stops at that step
     /// ([`Replica::local_over_peers`]): the failing one returns its error, the others
     /// [`TrainError::PeerFailed`].
-    pub fn step(mut self, step: u64, ctx: &StepContext) -> Result<(Self, StepOutcome), TrainError> {
+    pub fn step(
+        mut self,
+        step: u64,
+        ctx: &StepContext,
+    ) -> Result<(Self, StepOutcome<B::InnerBackend>), TrainError> {
         let config = &ctx.config;
         let compute = Compute {
             precision: config.precision,
@@ -105,39 +111,25 @@ impl<B: AutodiffBackend> Replica<B> {
         } else {
             self.local(step, ctx, compute)?
         };
-        let loss = local.loss_sum / config.grad_accum as f64;
-        if !loss.is_finite() {
-            return Err(TrainError::Config(format!(
-                "the loss became {loss} at step {}; lower the learning rate",
-                step + 1
-            )));
-        }
-        let grad_norm;
-        (self.model, grad_norm) = apply_update(
+        let loss = local.loss_sum.div_scalar(config.grad_accum as f64);
+        let update;
+        (self.model, update) = apply_update(
             self.model,
             &mut self.optim,
             &local.grads,
             ctx.lr.at(step),
             config.clip,
-            compute.loss_scale,
+            compute,
         );
-        let applied = grad_norm.is_finite();
-        match &mut self.scaler {
-            Some(scaler) => scaler.update(applied),
-            None if !applied => {
-                return Err(TrainError::Config(format!(
-                    "the gradients became {grad_norm} at step {}; lower the learning rate",
-                    step + 1
-                )))
-            }
-            None => {}
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update(update.applied);
         }
         let outcome = StepOutcome {
             loss,
             flops: local.flops,
             guides_used: local.guides_used,
-            grad_norm,
-            applied,
+            grad_norm: update.norm,
+            applied: update.applied,
         };
         Ok((self, outcome))
     }
@@ -151,7 +143,7 @@ impl<B: AutodiffBackend> Replica<B> {
         step: u64,
         ctx: &StepContext,
         compute: Compute,
-    ) -> Result<Local, TrainError> {
+    ) -> Result<Local<B::InnerBackend>, TrainError> {
         let local = catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute)))
             .unwrap_or_else(|panic| {
                 Err(TrainError::Config(format!(
@@ -161,7 +153,10 @@ impl<B: AutodiffBackend> Replica<B> {
                     panic_message(panic.as_ref())
                 )))
             });
-        let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| (l.loss_sum, l.flops));
+        // The failure flag is read anyway, so the loss travels with it.
+        let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| {
+            (l.loss_sum.clone().into_scalar().elem::<f64>(), l.flops)
+        });
         let [failed, loss_sum, gflops] = self.sum_over_peers([
             f64::from(u8::from(local.is_err())),
             loss_sum / self.peers as f64,
@@ -177,7 +172,8 @@ impl<B: AutodiffBackend> Replica<B> {
             .grads
             .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
             .map_err(collective_error)?;
-        (local.loss_sum, local.flops) = (loss_sum, gflops * 1e9);
+        local.loss_sum = Tensor::from_floats([loss_sum as f32], &self.device);
+        local.flops = gflops * 1e9;
         Ok(local)
     }
 
@@ -188,7 +184,7 @@ impl<B: AutodiffBackend> Replica<B> {
         step: u64,
         ctx: &StepContext,
         compute: Compute,
-    ) -> Result<Local, TrainError> {
+    ) -> Result<Local<B::InnerBackend>, TrainError> {
         let config = &ctx.config;
         if ctx.plan.guided(step) {
             self.model.set_alpha(ctx.plan.alpha(step))?;
@@ -211,7 +207,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400 ^ salt, step));
         let micro_tokens = (config.batch_size * config.seq_len) as u64;
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
-        let (mut loss_sum, mut flops, mut guides_used) = (0.0, 0.0, 0);
+        let (mut loss_sum, mut flops, mut guides_used) = (None, 0.0, 0);
         for _ in 0..config.grad_accum {
             if self.guides {
                 guides_used = self.model.resample_guides(&mut rng);
@@ -223,12 +219,15 @@ impl<B: AutodiffBackend> Replica<B> {
             let mine = &all[self.rank * config.batch_size..(self.rank + 1) * config.batch_size];
             let (loss, grads) =
                 micro_step(&self.model, mine, config.grad_accum, compute, &self.device)?;
-            loss_sum += loss;
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + loss,
+                None => loss,
+            });
             accumulator.accumulate(&self.model, grads);
         }
         Ok(Local {
             grads: accumulator.grads(),
-            loss_sum,
+            loss_sum: loss_sum.expect("grad_accum >= 1 (validated)"),
             flops,
             guides_used,
         })

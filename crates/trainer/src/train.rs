@@ -21,9 +21,10 @@ use crate::data::Manifest;
 use crate::error::{DataError, TrainError};
 use crate::loader::{Cursor, WindowLoader};
 use crate::metrics::{loss_svg, MetricsLog, StepRecord};
-use crate::optim::{clip_factor, global_grad_norm, AdamW, AdamWConfig};
+use crate::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig};
 use crate::parallel::{Peers, Replica, StepContext};
 use crate::precision::{LossScaler, Precision};
+use crate::readback::Pending;
 use crate::schedule::{LrSchedule, Plan, SgtConfig};
 use crate::shard::write_atomic;
 
@@ -203,6 +204,8 @@ pub enum Event<'a> {
         /// Parameters of the model as built (guides included).
         params: usize,
     },
+    /// Step `n` (1-based) was issued to the device; its results are read (and logged) later.
+    Issued(u64),
     /// A logged step.
     Step(&'a StepRecord),
     /// A checkpoint was written.
@@ -265,6 +268,9 @@ pub struct RunOptions {
     /// Tests: the data-parallel replica of this rank panics in this (0-based) step.
     #[cfg(test)]
     pub(crate) fail_at: Option<(usize, u64)>,
+    /// Tests: the loss of this (0-based) step reads back as NaN.
+    #[cfg(test)]
+    pub(crate) poison_at: Option<u64>,
 }
 
 /// Files of a run folder.
@@ -351,19 +357,22 @@ pub fn evaluate<B: Backend>(
         0 => loader.windows(),
         m => loader.windows().min(m * batch_size),
     };
-    let (mut sum, mut tokens) = (0.0, 0u64);
+    // The token-weighted sum stays on the device; one read at the end.
+    let (mut sum, mut tokens) = (None::<Tensor<B, 1>>, 0u64);
     for start in (0..n).step_by(batch_size.max(1)) {
         let windows: Vec<Vec<u32>> = (start..(start + batch_size).min(n))
             .map(|w| loader.window(w))
             .collect();
         let (input, target) = batch_tensors::<B>(&windows, device);
         let count = (windows.len() * (windows[0].len() - 1)) as u64;
-        let loss: f64 = cross_entropy(model.forward(input)?, target)
-            .into_scalar()
-            .elem();
-        sum += loss * count as f64;
+        let loss = cross_entropy(model.forward(input)?, target).mul_scalar(count as f64);
+        sum = Some(match sum {
+            Some(s) => s + loss,
+            None => loss,
+        });
         tokens += count;
     }
+    let sum: f64 = sum.map_or(0.0, |s| s.into_scalar().elem());
     let val_loss = sum / tokens.max(1) as f64;
     Ok(EvalResult {
         val_loss,
@@ -389,44 +398,75 @@ impl Compute {
     };
 }
 
-/// Forward and backward of one micro-batch of windows: its mean token loss (unscaled; may be
-/// non-finite, the caller decides), and the gradients of the (f32) parameters of `model` scaled
-/// by `loss_scale / accum` (burn's accumulator sums, so `accum` micro-batches average). In half
-/// precision the passes run on [`Precision::apply`]'s copy of the model.
+/// Forward and backward of one micro-batch of windows: its mean token loss (unscaled, `[1]`,
+/// left on the device: it may be non-finite, the caller decides when it reads it), and the
+/// gradients of the (f32) parameters of `model` scaled by `loss_scale / accum` (burn's
+/// accumulator sums, so `accum` micro-batches average). In half precision the passes run on
+/// [`Precision::apply`]'s copy of the model.
 pub fn micro_step<B: AutodiffBackend>(
     model: &Transformer<B>,
     windows: &[Vec<u32>],
     accum: usize,
     compute: Compute,
     device: &B::Device,
-) -> Result<(f64, GradientsParams), TrainError> {
+) -> Result<(Tensor<B::InnerBackend, 1>, GradientsParams), TrainError> {
     let (input, target) = batch_tensors::<B>(windows, device);
     let logits = compute.precision.apply(model.clone()).forward(input)?;
     let loss = cross_entropy(logits, target);
-    let value: f64 = loss.clone().into_scalar().elem();
+    let value = loss.clone().inner();
     let grads = loss
         .mul_scalar(compute.loss_scale / accum as f64)
         .backward();
     Ok((value, GradientsParams::from_grads(grads, model)))
 }
 
-/// Clips `grads` (of a loss multiplied by `loss_scale`) by their global norm to `clip` (0: no
-/// clipping) and applies one AdamW update with learning rate `lr`. Returns the model and the
-/// unscaled norm before clipping; when that norm is not finite the update is skipped.
+/// What [`apply_update`] did.
+#[derive(Clone, Debug)]
+pub struct Update<B: Backend> {
+    /// The global gradient norm before clipping (of the unscaled loss), `[1]`, on the device.
+    pub norm: Tensor<B, 1>,
+    /// Whether the update was applied. Only a scaled (f16) step reads the norm back to decide
+    /// (as PyTorch's `GradScaler` does) and skips its update when the norm is not finite; every
+    /// other step is applied without reading anything back, and a non-finite norm shows when
+    /// the caller reads it.
+    pub applied: bool,
+}
+
+/// Clips `grads` (of a loss multiplied by `compute.loss_scale`) by their global norm to `clip`
+/// (0: no clipping) and applies one AdamW update with learning rate `lr`, the norm and the
+/// clipping factor computed on the device. Returns the model and what was done.
 pub fn apply_update<B: AutodiffBackend>(
     model: Transformer<B>,
     optim: &mut AdamW<B::InnerBackend>,
     grads: &GradientsParams,
     lr: f64,
     clip: f64,
-    loss_scale: f64,
-) -> (Transformer<B>, f64) {
-    let norm = global_grad_norm(&model, grads) / loss_scale;
-    if !norm.is_finite() {
-        return (model, norm);
+    compute: Compute,
+) -> (Transformer<B>, Update<B::InnerBackend>) {
+    let device = model.devices()[0].clone();
+    let scaled_norm = global_grad_norm(&model, grads, &device);
+    let norm = scaled_norm.clone().div_scalar(compute.loss_scale);
+    if compute.precision.scaled() {
+        let value: f64 = norm.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return (
+                model,
+                Update {
+                    norm,
+                    applied: false,
+                },
+            );
+        }
     }
-    let factor = clip_factor(norm, clip) / loss_scale;
-    (optim.step(model, grads, lr, factor), norm)
+    let factor = clip_scale(scaled_norm, clip, compute.loss_scale);
+    let model = optim.step_scaled(model, grads, lr, factor);
+    (
+        model,
+        Update {
+            norm,
+            applied: true,
+        },
+    )
 }
 
 /// The generator seed of step `step` in a run seeded `seed` (splitmix64 of both).
@@ -646,7 +686,7 @@ pub fn train_on<B: AutodiffBackend>(
     )?;
     let session = Instant::now();
     let elapsed_before = state.elapsed_s;
-    let (mut last_tokens, mut last_flops, mut last_time) = (state.tokens, state.flops, 0.0);
+    let mut pending = Pending::new(state.tokens, state.flops);
     let mut stopped_early = false;
     let mut last_checkpoint = resumed.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
 
@@ -659,6 +699,7 @@ pub fn train_on<B: AutodiffBackend>(
             Err(e) => return Err(peers.abort(e)),
         };
         state.step = step + 1;
+        observer.event(Event::Issued(state.step));
         state.tokens += step_tokens;
         state.flops += done.flops;
         state.cursor = replica.loader.cursor();
@@ -675,53 +716,66 @@ pub fn train_on<B: AutodiffBackend>(
         let eval_now = last
             || stop_now
             || (config.eval_every > 0 && state.step.is_multiple_of(config.eval_every));
-        let mut record = StepRecord {
+        let checkpoint_now = last
+            || stop_now
+            || (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every));
+        // The loss and gradient norm stay on the device; the record is completed when they
+        // are read (below), with every other pending step's.
+        let record = StepRecord {
             step: state.step,
             total_steps: plan.total_steps,
             tokens: state.tokens,
-            loss: done.loss,
             lr: ctx.lr.at(step),
             alpha: state.alpha,
             guides_used: done.guides_used,
-            grad_norm: done.grad_norm,
             skipped: !done.applied,
             loss_scale,
             flops: state.flops,
             elapsed_s: state.elapsed_s,
-            tokens_per_s: (state.tokens - last_tokens) as f64 / (now - last_time).max(1e-9),
-            mfu: config
-                .peak_flops
-                .map(|p| accounting::mfu(state.flops - last_flops, now - last_time, p)),
-            val_loss: None,
-            val_ppl: None,
+            ..StepRecord::default()
         };
-        if eval_now {
-            let r = evaluate(
-                // The trained model in the training precision.
-                &config.precision.apply(replica.model.valid()),
-                &val_loader,
-                config.batch_size,
-                config.eval_batches * config.devices,
-                device,
-            )?;
-            record.val_loss = Some(r.val_loss);
-            record.val_ppl = Some(r.ppl);
-            state.val_loss = Some(r.val_loss);
+        let logged = eval_now || state.step.is_multiple_of(config.log_every);
+        #[cfg(test)]
+        let mut done = done;
+        #[cfg(test)]
+        if options.poison_at == Some(step) {
+            done.loss = done.loss.mul_scalar(f64::NAN);
         }
-        if eval_now || state.step.is_multiple_of(config.log_every) {
-            metrics.append(&record)?;
-            observer.event(Event::Step(&record));
-            (last_tokens, last_flops, last_time) = (state.tokens, state.flops, now);
+        pending.push(
+            record,
+            logged,
+            done.loss,
+            done.grad_norm,
+            loss_scale.is_some(),
+        );
+        if eval_now || checkpoint_now || pending.due() {
+            let mut records = pending.read(config.peak_flops)?;
+            if eval_now {
+                let r = evaluate(
+                    // The trained model in the training precision.
+                    &config.precision.apply(replica.model.valid()),
+                    &val_loader,
+                    config.batch_size,
+                    config.eval_batches * config.devices,
+                    device,
+                )?;
+                if let Some(record) = records.last_mut() {
+                    record.val_loss = Some(r.val_loss);
+                    record.val_ppl = Some(r.ppl);
+                }
+                state.val_loss = Some(r.val_loss);
+            }
+            for record in &records {
+                metrics.append(record)?;
+                observer.event(Event::Step(record));
+            }
+            if eval_now {
+                write_atomic(
+                    &dir.plot(),
+                    loss_svg(metrics.records(), &config.model_name).as_bytes(),
+                )?;
+            }
         }
-        if eval_now {
-            write_atomic(
-                &dir.plot(),
-                loss_svg(metrics.records(), &config.model_name).as_bytes(),
-            )?;
-        }
-        let checkpoint_now = last
-            || stop_now
-            || (config.checkpoint_every > 0 && state.step.is_multiple_of(config.checkpoint_every));
         if checkpoint_now {
             last_checkpoint = checkpoint::save(
                 &dir.checkpoints(),

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use structured_linear::Structure;
 use test_support::{grammar_corpus, Scratch};
 use transformer::zoo::Zoo;
@@ -17,7 +17,7 @@ use transformer::TransformerConfig;
 use crate::checkpoint;
 use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use crate::metrics::StepRecord;
-use crate::optim::{clip_factor, global_grad_norm, AdamW, AdamWConfig};
+use crate::optim::{clip_factor, clip_scale, global_grad_norm, AdamW, AdamWConfig};
 use crate::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
 use crate::train::{self, Budget, Quiet, RunOptions, TrainConfig};
 use crate::TrainError;
@@ -196,12 +196,16 @@ fn global_norm_clipping_and_adamw_match_a_direct_computation() {
     for t in 1..=3 {
         let loss = (model.w.val() * at.clone()).sum() + (model.b.val() * ct.clone()).sum();
         let g = GradientsParams::from_grads(loss.backward(), &model);
-        let norm = global_grad_norm(&model, &g);
+        // The training path: norm and clipping factor computed on the device.
+        let norm_t = global_grad_norm(&model, &g, &Default::default());
+        let norm = norm_t.clone().into_scalar().elem::<f64>();
         let direct = grads.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((norm - direct).abs() < 1e-5, "{norm} vs {direct}");
-        let scale = clip_factor(norm, max_norm);
-        assert!((scale - max_norm / (direct + 1e-6)).abs() < 1e-9);
-        model = optim.step(model, &g, lr, scale);
+        let scale_t = clip_scale(norm_t, max_norm, 1.0);
+        let scale = scale_t.clone().into_scalar().elem::<f64>();
+        assert!((scale - clip_factor(direct, max_norm)).abs() < 1e-6 * scale);
+        assert!((scale - max_norm / (direct + 1e-6)).abs() < 1e-6 * scale);
+        model = optim.step_scaled(model, &g, lr, scale_t);
         for i in 0..6 {
             let gi = grads[i] * scale;
             if i < 4 {
@@ -612,4 +616,34 @@ fn imported_raw_uint16_rows_train_like_shards() {
     assert!(e.contains("outside the vocabulary"), "{e}");
     let e = err_text(data::import_raw(&tf, &vf, 64, None, &out, false));
     assert!(e.contains("--force"), "{e}");
+}
+
+#[test]
+fn a_non_finite_loss_is_caught_when_read_and_never_checkpointed() {
+    let dir = scratch("nonfinite");
+    let data = prepared(&dir);
+    let run = dir.join("run");
+    let mut config = small_run(&data, 6);
+    config.checkpoint_every = 2;
+    let options = RunOptions {
+        poison_at: Some(2), // the third step
+        ..RunOptions::default()
+    };
+    let _lock = rng_lock();
+    let err = train::train::<TB>(&config, &run, options, &Default::default(), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the loss became NaN at step 3"),
+        "names the step: {err}"
+    );
+    // The read before the next checkpoint caught it: step 2's checkpoint is the last one,
+    // and the log holds the two good steps.
+    let kept: Vec<u64> = checkpoint::list(&run.join("checkpoints"))
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    assert_eq!(kept, [2]);
+    let logged: Vec<u64> = losses(&run).iter().map(|l| l.0).collect();
+    assert_eq!(logged, [1, 2]);
 }

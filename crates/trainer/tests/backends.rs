@@ -17,7 +17,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
-use test_support::{pattern_corpus, Scratch};
+use test_support::{pattern_corpus, scalar, Scratch};
 use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
 use trainer::precision::Precision;
@@ -200,10 +200,13 @@ fn training_steps_match_the_cpu() {
     for step in 0..4 {
         let (lc, gc) = micro_step(&model, &windows, 1, Compute::F32, &cpu).unwrap();
         let (lg, gg) = micro_step(&on_gpu, &windows, 1, Compute::F32, &gpu).unwrap();
+        let (lc, lg) = (scalar(lc), scalar(lg));
         assert!((lc - lg).abs() < 1e-3, "step {step}: loss {lc} vs {lg}");
         let (nc, ng);
-        (model, nc) = apply_update(model, &mut opt_cpu, &gc, 1e-2, 1.0, 1.0);
-        (on_gpu, ng) = apply_update(on_gpu, &mut opt_gpu, &gg, 1e-2, 1.0, 1.0);
+        let (uc, ug);
+        (model, uc) = apply_update(model, &mut opt_cpu, &gc, 1e-2, 1.0, Compute::F32);
+        (on_gpu, ug) = apply_update(on_gpu, &mut opt_gpu, &gg, 1e-2, 1.0, Compute::F32);
+        (nc, ng) = (scalar(uc.norm), scalar(ug.norm));
         assert!(
             (nc - ng).abs() < 1e-3 * nc.max(1.0),
             "step {step}: grad norm {nc} vs {ng}"
@@ -230,7 +233,8 @@ fn half_precision_passes_track_the_cpu_f32_ones() {
         .map(|b| (0..17).map(|i| ((i * 3 + b * 11) % 64) as u32).collect())
         .collect();
     let (want_loss, g) = micro_step(&model, &windows, 1, Compute::F32, &cpu).unwrap();
-    let want_norm = global_grad_norm(&model, &g);
+    let want_loss = scalar(want_loss);
+    let want_norm = scalar(global_grad_norm(&model, &g, &cpu));
     for precision in [Precision::Bf16, Precision::F16] {
         if let Err(e) = precision.check::<Autodiff<Gpu>>(&gpu) {
             eprintln!("skipped: {e}");
@@ -242,7 +246,8 @@ fn half_precision_passes_track_the_cpu_f32_ones() {
             loss_scale,
         };
         let (loss, g) = micro_step(&on_gpu, &windows, 1, compute, &gpu).unwrap();
-        let norm = global_grad_norm(&on_gpu, &g) / loss_scale;
+        let loss = scalar(loss);
+        let norm = scalar(global_grad_norm(&on_gpu, &g, &gpu)) / loss_scale;
         assert!(
             (loss - want_loss).abs() < 0.02 * want_loss,
             "{precision:?}: loss {loss} vs {want_loss}"

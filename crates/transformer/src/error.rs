@@ -23,7 +23,7 @@ pub enum ModelError {
         source: LayerError,
     },
     /// More tokens than the context or the KV cache holds.
-    #[error("{needed} positions needed but the context holds {capacity} (max_seq_len)")]
+    #[error("{needed} positions needed but only {capacity} fit (the context, or the KV cache's capacity)")]
     ContextOverflow {
         /// Positions the request needs.
         needed: usize,

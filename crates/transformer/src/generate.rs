@@ -7,9 +7,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::KvCache;
 use crate::config::TransformerConfig;
 use crate::error::ModelError;
-use crate::model::{KvCache, Transformer};
+use crate::model::Transformer;
 
 /// A model that decodes with a KV cache.
 pub trait LanguageModel<B: Backend> {
@@ -276,7 +277,8 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
         });
     }
     let mut sampler = Sampler::new(config.sampling)?;
-    let mut cache = KvCache::new(mc);
+    // The buffers hold just this request (at least one position), so every step has one shape.
+    let mut cache = KvCache::with_capacity(mc, needed.max(1))?;
     let mut out = Vec::with_capacity(config.max_new_tokens);
     let mut input = prompt.to_vec();
     while out.len() < config.max_new_tokens {

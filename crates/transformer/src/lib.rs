@@ -10,12 +10,16 @@
 //! - exact parameter and FLOP accounting ([`accounting`]) and the model [`zoo`].
 
 pub mod accounting;
+mod attention;
+mod cache;
 mod config;
 mod error;
 mod generate;
 mod model;
 pub mod zoo;
 
+pub use attention::{Attention, Positions, Rope};
+pub use cache::KvCache;
 pub use config::{
     ActivationKind, AttentionStructure, FfnStructure, NormKind, NormPlacement, Place, Position,
     TransformerConfig,
@@ -25,7 +29,7 @@ pub use generate::{
     generate, Dispatching, GenerateConfig, LanguageModel, Sampler, SamplingConfig,
     DEFAULT_DISPATCH_THRESHOLD,
 };
-pub use model::{gelu_tanh, Attention, Block, Ffn, KvCache, Norm, Transformer};
+pub use model::{gelu_tanh, Block, Ffn, Norm, Transformer};
 
 #[cfg(test)]
 mod tests;

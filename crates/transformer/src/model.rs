@@ -1,16 +1,18 @@
-//! The decoder-only transformer: norms, grouped-query attention with RoPE or learned positions,
-//! FFN (GELU / SwiGLU / ReLU), blocks, the model, and its explicit KV cache.
+//! The decoder-only transformer: norms, FFN (GELU / SwiGLU / ReLU), blocks and the model
+//! (attention is in [`crate::attention`], the KV cache in [`crate::cache`]).
 //!
 //! Every linear layer is a [`SelfGuided`] structured layer (guide absent unless the config asks
 //! for self-guided training), so the model never forks per structure.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{relu, sigmoid, silu, softmax};
+use burn::tensor::activation::{relu, sigmoid, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor};
 use structured_linear::{SelfGuided, Structure};
 
+use crate::attention::{Attention, Positions};
+use crate::cache::{KvCache, LayerCache};
 use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
 use crate::error::ModelError;
 
@@ -41,7 +43,8 @@ impl<B: Backend> Norm<B> {
     }
 }
 
-fn linear<B: Backend>(
+/// The layer at `place` of block `layer`, self-guided when the config asks for it.
+pub(crate) fn linear<B: Backend>(
     config: &TransformerConfig,
     layer: usize,
     place: Place,
@@ -57,176 +60,6 @@ fn linear<B: Backend>(
     } else {
         SelfGuided::plain(built)
     })
-}
-
-/// Grouped-query causal self-attention.
-#[derive(Module, Debug)]
-pub struct Attention<B: Backend> {
-    /// `d_model -> d_attn`.
-    pub q: SelfGuided<B>,
-    /// `d_model -> kv_dim`.
-    pub k: SelfGuided<B>,
-    /// `d_model -> kv_dim`.
-    pub v: SelfGuided<B>,
-    /// `d_attn -> d_model`.
-    pub o: SelfGuided<B>,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    /// RoPE frequency base; 0 when positions are learned instead.
-    rope_base: f64,
-}
-
-/// Cached keys and values of one layer, `[batch, n_kv_heads, len, head_dim]` each (post-RoPE).
-#[derive(Clone, Debug)]
-pub(crate) struct LayerCache<B: Backend> {
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-}
-
-/// Rotates `x` `[batch, heads, seq, head_dim]` by the RoPE angles of positions
-/// `offset..offset + seq` (half-split pairs `(i, i + head_dim / 2)`).
-pub(crate) fn apply_rope<B: Backend>(x: Tensor<B, 4>, offset: usize, base: f64) -> Tensor<B, 4> {
-    let [b, h, t, d] = x.dims();
-    let half = d / 2;
-    let mut cos = Vec::with_capacity(t * half);
-    let mut sin = Vec::with_capacity(t * half);
-    for pos in offset..offset + t {
-        for i in 0..half {
-            let angle = pos as f64 * base.powf(-2.0 * i as f64 / d as f64);
-            cos.push(angle.cos());
-            sin.push(angle.sin());
-        }
-    }
-    let (device, dtype) = (x.device(), x.dtype());
-    let table = |v: Vec<f64>| {
-        Tensor::<B, 2>::from_data(TensorData::new(v, [t, half]), &device)
-            .cast(dtype)
-            .reshape([1, 1, t, half])
-    };
-    let (cos, sin) = (table(cos), table(sin));
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-    let r2 = x1 * sin + x2 * cos;
-    Tensor::cat(vec![r1, r2], 3).reshape([b, h, t, d])
-}
-
-/// `true` where query `i` (at position `offset + i`) must not see key `j`.
-fn causal_mask<B: Backend>(
-    t: usize,
-    s: usize,
-    offset: usize,
-    device: &B::Device,
-) -> Tensor<B, 2, Bool> {
-    let mask: Vec<bool> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| j > offset + i))
-        .collect();
-    Tensor::from_data(TensorData::new(mask, [t, s]), device)
-}
-
-impl<B: Backend> Attention<B> {
-    fn new(
-        config: &TransformerConfig,
-        layer: usize,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        Ok(Self {
-            q: linear(config, layer, Place::Q, device)?,
-            k: linear(config, layer, Place::K, device)?,
-            v: linear(config, layer, Place::V, device)?,
-            o: linear(config, layer, Place::O, device)?,
-            n_heads: config.n_heads,
-            n_kv_heads: config.n_kv_heads,
-            head_dim: config.head_dim(),
-            rope_base: match config.position {
-                Position::Rope { base } => base,
-                Position::Learned => 0.0,
-            },
-        })
-    }
-
-    /// Attention of `x` (positions `offset..`) over the cache's keys plus its own; appends its
-    /// keys and values to `cache` when one is given.
-    ///
-    /// # Shapes
-    /// - x: `[batch, seq, d_model]` -> `[batch, seq, d_model]`
-    pub(crate) fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        offset: usize,
-        cache: Option<&mut Option<LayerCache<B>>>,
-    ) -> Tensor<B, 3> {
-        let [b, t, _] = x.dims();
-        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self
-            .q
-            .forward(x.clone())
-            .reshape([b, t, h, hd])
-            .swap_dims(1, 2);
-        let k = self
-            .k
-            .forward(x.clone())
-            .reshape([b, t, kvh, hd])
-            .swap_dims(1, 2);
-        let v = self.v.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
-        let (q, k) = if self.rope_base > 0.0 {
-            (
-                apply_rope(q, offset, self.rope_base),
-                apply_rope(k, offset, self.rope_base),
-            )
-        } else {
-            (q, k)
-        };
-        let (k, v) = match cache {
-            Some(slot) => {
-                let (k, v) = match slot.take() {
-                    Some(prev) => (
-                        Tensor::cat(vec![prev.k, k], 2),
-                        Tensor::cat(vec![prev.v, v], 2),
-                    ),
-                    None => (k, v),
-                };
-                *slot = Some(LayerCache {
-                    k: k.clone(),
-                    v: v.clone(),
-                });
-                (k, v)
-            }
-            None => (k, v),
-        };
-        let s = k.dims()[2];
-        // Grouped-query attention: each kv head serves n_heads / n_kv_heads query heads.
-        let group = h / kvh;
-        let expand = |x: Tensor<B, 4>| {
-            if group == 1 {
-                x
-            } else {
-                x.unsqueeze_dim::<5>(2)
-                    .expand([b, kvh, group, s, hd])
-                    .reshape([b, h, s, hd])
-            }
-        };
-        let (k, v) = (expand(k), expand(v));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt());
-        let mask = causal_mask::<B>(t, s, offset, &scores.device())
-            .reshape([1, 1, t, s])
-            .expand([b, h, t, s]);
-        // Half-precision scores are normalised in f32 (as PyTorch's autocast does).
-        let dtype = scores.dtype();
-        let half = matches!(dtype, DType::F16 | DType::BF16);
-        let scores = if half {
-            scores.cast(DType::F32)
-        } else {
-            scores
-        };
-        let weights = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
-        let weights = if half { weights.cast(dtype) } else { weights };
-        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
-        self.o.forward(out)
-    }
 }
 
 /// The feed-forward network.
@@ -315,69 +148,25 @@ impl<B: Backend> Block<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
+        positions: &Positions<B>,
         offset: usize,
-        cache: Option<&mut Option<LayerCache<B>>>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         if self.branch_output_norm {
             let a = self
                 .norm1
-                .forward(self.attn.forward(x.clone(), offset, cache));
+                .forward(self.attn.forward(x.clone(), positions, offset, cache));
             let x = x + self.dropout.forward(a);
             let f = self.norm2.forward(self.ffn.forward(x.clone()));
             x + self.dropout.forward(f)
         } else {
             let a = self
                 .attn
-                .forward(self.norm1.forward(x.clone()), offset, cache);
+                .forward(self.norm1.forward(x.clone()), positions, offset, cache);
             let x = x + self.dropout.forward(a);
             let f = self.ffn.forward(self.norm2.forward(x.clone()));
             x + self.dropout.forward(f)
         }
-    }
-}
-
-/// The KV cache of one generation batch: explicit state passed next to the model.
-///
-/// Positions continue from [`KvCache::len`]; going past the model's `max_seq_len` is an error.
-#[derive(Clone, Debug)]
-pub struct KvCache<B: Backend> {
-    layers: Vec<Option<LayerCache<B>>>,
-    len: usize,
-    capacity: usize,
-    batch: Option<usize>,
-}
-
-impl<B: Backend> KvCache<B> {
-    /// An empty cache for `config`'s model.
-    pub fn new(config: &TransformerConfig) -> Self {
-        Self {
-            layers: vec![None; config.n_layers],
-            len: 0,
-            capacity: config.max_seq_len,
-            batch: None,
-        }
-    }
-
-    /// Tokens cached so far (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Positions the cache can hold (the model's `max_seq_len`).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Forgets everything: the next call starts at position 0.
-    pub fn reset(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
-        self.len = 0;
-        self.batch = None;
     }
 }
 
@@ -396,6 +185,8 @@ pub struct Transformer<B: Backend> {
     pub head: Option<Param<Tensor<B, 2>>>,
     /// Bias of the untied head `[vocab_size]`.
     pub head_bias: Option<Param<Tensor<B, 1>>>,
+    /// Position indices and RoPE tables (constants, built once on the model's device).
+    pub(crate) positions: Positions<B>,
     dropout: Dropout,
     #[module(skip)]
     config: TransformerConfig,
@@ -428,6 +219,7 @@ impl TransformerConfig {
             head: (!self.tie_embeddings).then(|| normal([self.d_model, self.vocab_size])),
             head_bias: (!self.tie_embeddings && self.head_bias)
                 .then(|| Param::from_tensor(Tensor::zeros([self.vocab_size], device))),
+            positions: Positions::new(self, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             config: self.clone(),
         };
@@ -473,27 +265,9 @@ impl<B: Backend> Transformer<B> {
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let [b, t] = tokens.dims();
-        if cache.layers.len() != self.blocks.len() || cache.capacity != self.config.max_seq_len {
-            return Err(ModelError::CacheMismatch(format!(
-                "cache for {} layers / {} positions, model has {} / {}",
-                cache.layers.len(),
-                cache.capacity,
-                self.blocks.len(),
-                self.config.max_seq_len
-            )));
-        }
-        if let Some(batch) = cache.batch {
-            if batch != b {
-                return Err(ModelError::CacheMismatch(format!(
-                    "cache holds a batch of {batch}, got {b}"
-                )));
-            }
-        }
-        self.check(t, cache.len)?;
-        let offset = cache.len;
+        let offset = cache.admit(self.blocks.len(), self.config.max_seq_len, b, t)?;
         let logits = self.run(tokens, offset, Some(&mut cache.layers));
-        cache.len += t;
-        cache.batch = Some(b);
+        cache.advance(b, t);
         Ok(logits)
     }
 
@@ -514,7 +288,7 @@ impl<B: Backend> Transformer<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         offset: usize,
-        mut cache: Option<&mut Vec<Option<LayerCache<B>>>>,
+        mut cache: Option<&mut Vec<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
         let [b, t] = tokens.dims();
         let (d, v) = (self.config.d_model, self.config.vocab_size);
@@ -525,7 +299,7 @@ impl<B: Backend> Transformer<B> {
         x = self.dropout.forward(x);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|layers| &mut layers[i]);
-            x = block.forward(x, offset, slot);
+            x = block.forward(x, &self.positions, offset, slot);
         }
         if let Some(norm) = &self.final_norm {
             x = norm.forward(x);

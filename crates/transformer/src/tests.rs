@@ -11,7 +11,6 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::Structure;
 
 use crate::accounting::{forward_flops, params, training_flops};
-use crate::model::apply_rope;
 use crate::zoo::{Zoo, ZooError};
 use crate::*;
 
@@ -255,9 +254,10 @@ fn rope_scores_depend_only_on_the_distance() {
     let device = Default::default();
     let q = Tensor::<TB, 4>::random([1, 1, 1, 16], Distribution::Normal(0.0, 1.0), &device);
     let k = Tensor::<TB, 4>::random([1, 1, 1, 16], Distribution::Normal(0.0, 1.0), &device);
+    let rope = Rope::<TB>::new(32, 16, 10_000.0, &device);
     let score = |pq: usize, pk: usize| {
-        let a = apply_rope(q.clone(), pq, 10_000.0);
-        let b = apply_rope(k.clone(), pk, 10_000.0);
+        let a = rope.apply(q.clone(), pq);
+        let b = rope.apply(k.clone(), pk);
         values((a * b).sum())[0]
     };
     for (pq, pk) in [(5, 2), (9, 9), (3, 7)] {
@@ -276,7 +276,7 @@ fn rope_scores_depend_only_on_the_distance() {
     );
     // Rotation keeps the norm.
     let n0 = values(q.clone().powf_scalar(2.0).sum())[0];
-    let n1 = values(apply_rope(q.clone(), 6, 10_000.0).powf_scalar(2.0).sum())[0];
+    let n1 = values(rope.apply(q.clone(), 6).powf_scalar(2.0).sum())[0];
     assert!((n0 - n1).abs() < 1e-10);
 }
 
@@ -389,7 +389,11 @@ fn grouped_query_attention_matches_a_direct_computation() {
         let model = config.init::<TB>(&device).unwrap();
         let t = 6;
         let x = Tensor::<TB, 3>::random([1, t, 32], Distribution::Normal(0.0, 1.0), &device);
-        let fast = values(model.blocks[0].attn.forward(x.clone(), 0, None));
+        let fast = values(
+            model.blocks[0]
+                .attn
+                .forward(x.clone(), &model.positions, 0, None),
+        );
         let direct = direct_attention(&model, &values(x), t);
         let diff = max_abs_diff(&fast, &direct);
         assert!(diff < 1e-10, "n_kv_heads {n_kv_heads}: {diff}");
@@ -895,4 +899,79 @@ fn a_tiny_model_memorises_a_repeated_sequence() {
             "{name}: loss {first} -> {last} after 200 steps"
         );
     }
+}
+
+#[test]
+fn a_cache_of_fixed_capacity_decodes_like_the_full_forward_on_fixed_shapes() {
+    let _rng = seeded::<TB>(31);
+    let config = small(|c| c.n_kv_heads = 2);
+    let model = config.init::<TB>(&Default::default()).unwrap();
+    let ids = sequence(9, 50, 3);
+    let full = values(model.forward(tokens(&ids, 1)).unwrap());
+    let v = 50;
+    let mut cache = KvCache::with_capacity(&config, 9).unwrap();
+    assert_eq!(cache.capacity(), 9);
+    let mut pieces = values(
+        model
+            .forward_cached(tokens(&ids[..3], 1), &mut cache)
+            .unwrap(),
+    );
+    let mut shapes = Vec::new();
+    for t in 3..9 {
+        pieces.extend(values(
+            model
+                .forward_cached(tokens(&ids[t..t + 1], 1), &mut cache)
+                .unwrap(),
+        ));
+        // Every layer's buffers keep the capacity's shape: written in place, never grown.
+        shapes.extend(cache.layers.iter().map(|l| l.shapes()));
+    }
+    assert!(max_abs_diff(&pieces, &full) < 1e-9);
+    assert!(
+        shapes.iter().all(|s| *s == Some([[1, 2, 9, 8]; 2])),
+        "{shapes:?}"
+    );
+    // Full: one more token is refused with the cache's capacity.
+    let err = model
+        .forward_cached(tokens(&ids[..1], 1), &mut cache)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::ContextOverflow {
+            needed: 10,
+            capacity: 9
+        }
+    );
+    // After a reset another batch size may start; the logits do not depend on the old buffers.
+    cache.reset();
+    let two = [ids[..4].to_vec(), ids[..4].to_vec()].concat();
+    let again = values(model.forward_cached(tokens(&two, 2), &mut cache).unwrap());
+    assert!(max_abs_diff(&again[..4 * v], &full[..4 * v]) < 1e-9);
+    assert!(max_abs_diff(&again[4 * v..], &full[..4 * v]) < 1e-9);
+    // Capacities the model cannot hold are refused.
+    assert!(matches!(
+        KvCache::<TB>::with_capacity(&config, 17),
+        Err(ModelError::ContextOverflow {
+            needed: 17,
+            capacity: 16
+        })
+    ));
+    assert!(KvCache::<TB>::with_capacity(&config, 0).is_err());
+}
+
+#[test]
+fn the_causal_mask_hides_the_future_and_unwritten_slots() {
+    let config = small(|_| {});
+    let model = config.init::<TB>(&Default::default()).unwrap();
+    let mask = model.positions.causal_mask(2, 5, 2);
+    let got: Vec<bool> = mask.into_data().to_vec().unwrap();
+    // Queries at positions 2 and 3 over keys 0..5.
+    assert_eq!(
+        got,
+        [
+            [false, false, false, true, true],
+            [false, false, false, false, true]
+        ]
+        .concat()
+    );
 }
