@@ -76,7 +76,7 @@ fn count_kernels(default: bool) -> bool {
 }
 
 /// Sets cubecl up for `runtime` and runs `job`; with counting, reports compile progress every
-/// 10 s while kernels are being compiled, and the total at the end.
+/// 10 s while kernels are being compiled, and the total at the end of a successful job.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn on_gpu<T>(
     runtime: gpu_setup::Runtime,
@@ -99,21 +99,15 @@ fn on_gpu<T>(
             }
         })
     });
+    static REPORTING: std::sync::Once = std::sync::Once::new();
     if setup.compile_log.is_some() {
-        std::thread::spawn(move || {
-            let mut reported = 0;
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(10));
-                let n = setup.compiled_kernels();
-                if n > reported {
-                    eprintln!("compiling kernels for {}: {n} so far", setup.gpu);
-                    reported = n;
-                }
-            }
+        REPORTING.call_once(|| {
+            std::thread::spawn(move || report_progress(setup));
         });
     }
     let out = job();
-    if setup.compile_log.is_some() {
+    // After a failure the error alone is reported (one line).
+    if setup.compile_log.is_some() && out.is_ok() {
         eprintln!(
             "compiled {} kernels for {} (cache: {})",
             setup.settled_compiled_kernels(),
@@ -122,6 +116,20 @@ fn on_gpu<T>(
         );
     }
     out
+}
+
+/// Prints the compile count every 10 s while it grows.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn report_progress(setup: &gpu_setup::Setup) {
+    let mut reported = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let n = setup.compiled_kernels();
+        if n > reported {
+            eprintln!("compiling kernels for {}: {n} so far", setup.gpu);
+            reported = n;
+        }
+    }
 }
 
 #[cfg(feature = "wgpu")]

@@ -38,7 +38,7 @@ impl Watchdog {
                 }
                 if last.elapsed() >= timeout {
                     eprintln!(
-                        "error: no progress for {:.0} s while {what}; the backend may be stuck \
+                        "error: no progress for {} s while {what}; the backend may be stuck \
                          (the last checkpoint is intact: continue with --resume; \
                          --stall-timeout sets the limit, 0 turns it off)",
                         timeout.as_secs_f64()

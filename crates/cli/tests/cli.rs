@@ -474,3 +474,36 @@ fn train_eval_generate_on_wgpu() {
     ]);
     stdout_text(&gen);
 }
+
+#[test]
+fn a_run_that_stalls_ends_with_an_error_instead_of_hanging() {
+    let dir = scratch("stall");
+    let (_, data, _) = prepared(&dir);
+    let run = dir.join("run").to_string_lossy().into_owned();
+    // A limit far below the time of one step on any CPU: the watchdog must end the run.
+    let out = train_cmd(
+        "tiny-dense",
+        &data,
+        &run,
+        &[
+            &["--steps", "1000", "--seq-len", "128"],
+            &["--stall-timeout", "0.05"],
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: no progress for 0.05 s while training on cpu"),
+        "{err}"
+    );
+    fails_with(
+        train_cmd(
+            "tiny-dense",
+            &data,
+            &run,
+            &[&["--steps", "2"], &["--stall-timeout", "-1"]],
+        ),
+        "--stall-timeout must be a number of seconds >= 0",
+    );
+}
