@@ -3,7 +3,7 @@
 //! forward+backward for dense and each structure at the paper's 63% and 32% settings, side by
 //! side in one run, and prints one JSON object per configuration.
 //!
-//! The configurations follow `../shared/reference/peer/torch_ffn_bench.py` exactly (same ranks,
+//! The configurations follow the PyTorch peer script of docs/benchmarks.md exactly (same ranks,
 //! block counts and rounding), and, like it, samples are taken round-robin so that drifting load
 //! on a shared machine affects every configuration alike.
 

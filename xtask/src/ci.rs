@@ -33,16 +33,29 @@ const STEPS: &[&[&str]] = &[
 
 /// After the examples (built by `cargo test --workspace`): wgpu for real (needs a Vulkan
 /// driver: mesa-vulkan-drivers on Debian).
-const GPU_STEPS: &[&[&str]] = &[&[
-    "cargo",
-    "test",
-    "-p",
-    "trainer",
-    "-p",
-    "cli",
-    "--features",
-    "trainer/test-wgpu,cli/wgpu",
-]];
+const GPU_STEPS: &[&[&str]] = &[
+    &[
+        "cargo",
+        "test",
+        "-p",
+        "trainer",
+        "-p",
+        "cli",
+        "--features",
+        "trainer/test-wgpu,cli/wgpu",
+    ],
+    // Kernel compilation counts with SPIR-V (compiled kernels persist in the cache folder).
+    &[
+        "cargo",
+        "test",
+        "-p",
+        "cli",
+        "--features",
+        "vulkan",
+        "--test",
+        "kernels",
+    ],
+];
 
 /// Examples run after the checks.
 const EXAMPLES: &[&str] = &["structured_layers"];

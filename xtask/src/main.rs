@@ -5,6 +5,7 @@ mod bench;
 mod ci;
 mod data;
 mod demo;
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

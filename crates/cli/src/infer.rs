@@ -180,11 +180,8 @@ impl Job for Eval {
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         self.precision.check::<B>(&device)?;
         let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        // Inside the guided phase, pre-merge folds each layer's guide/structure mix.
         let model = match self.merged {
-            true if guided(&model) => bail!(
-                "{} is inside the guided phase (its guides are active): pre-merge applies to the structured model after it",
-                self.dir.display()
-            ),
             true => model.merged(),
             false => model,
         };
@@ -287,14 +284,13 @@ impl Job for Generate {
         let precision = self.precision;
         precision.check::<B>(&device)?;
         let (mut model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
-        let guided = guided(&model);
-        if !guided {
+        if !guided(&model) {
             // Past the guided phase the guides (if any) serve no call.
             model.drop_guides();
         }
-        // Inside the guided phase the model is the guide/structure mix: no pre-merge. With
+        // Inside the guided phase the merged twin folds each layer's guide/structure mix. With
         // threshold 0 (the CPU default) no call would use a merged twin: none is built.
-        if guided || self.threshold == 0 {
+        if self.threshold == 0 {
             let model = precision.apply(model);
             return Ok(generate(&model, &self.prompt, &self.config, &device)?);
         }

@@ -32,7 +32,7 @@ enum Command {
         command: data::DataCommand,
     },
     /// Train a model (or resume a run).
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Validation loss and perplexity of a checkpoint.
     Eval(infer::EvalArgs),
     /// Continue a prompt with a checkpoint.
@@ -59,7 +59,7 @@ fn main() {
     let result = match cli.command {
         Command::Zoo { command } => zoo::run(command),
         Command::Data { command } => data::run(command),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Eval(args) => infer::eval(args),
         Command::Generate(args) => infer::generate_text(args),
         Command::Bench { command } => bench::run(command),

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use trainer::optim::AdamWConfig;
+use trainer::optim::{AdamWConfig, Decay};
 use trainer::parallel::local_devices;
 use trainer::precision::Precision;
 use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
@@ -49,6 +49,15 @@ impl From<PrecisionArg> for Precision {
             PrecisionArg::F16 => Precision::F16,
         }
     }
+}
+
+/// `--decay`: which parameters weight decay applies to.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecayArg {
+    /// Every parameter (the papers' reference).
+    All,
+    /// Matrices only (GPT-2 / nanoGPT).
+    Matrices,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,9 +119,13 @@ pub struct TrainArgs {
     /// Cosine floor as a fraction of --lr.
     #[arg(long, default_value_t = 0.1)]
     pub min_lr_ratio: f64,
-    /// AdamW weight decay (matrices only; biases and norms never decay).
+    /// AdamW weight decay.
     #[arg(long, default_value_t = 0.1)]
     pub weight_decay: f64,
+    /// Which parameters decay: all (one group, the papers' reference) or matrices (not biases
+    /// and norm weights: GPT-2 / nanoGPT).
+    #[arg(long, value_enum, default_value = "all")]
+    pub decay: DecayArg,
     /// AdamW beta1.
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f64,
@@ -218,6 +231,10 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         beta2: args.beta2,
         eps: args.eps,
         weight_decay: args.weight_decay,
+        decay: match args.decay {
+            DecayArg::All => Decay::All,
+            DecayArg::Matrices => Decay::Matrices,
+        },
     };
     c.clip = args.clip;
     c.sgt = match args.sgt {

@@ -1,4 +1,4 @@
-//! End-to-end tests of the `strata` binary: the command-line contract of design.md.
+//! End-to-end tests of the `strata` binary: the command-line contract (docs/reference.md §6, the README).
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,8 @@
 //! Kernel compilation counts on wgpu (CI: Debian's software Vulkan driver, which runs the same
-//! cubecl machinery as a real GPU): a steady-state training step and a decoding step past the
-//! fourth compile no new kernel, and a second run with the same cache folder compiles far fewer
-//! kernels than the first.
+//! cubecl machinery as a real GPU): a training step and a decoding step past the fourth compile
+//! no new kernel, and a second run with the same cache folder compiles at most 5% of the
+//! kernels the first compiled (`--features vulkan`: SPIR-V kernels persist; with WGSL only the
+//! autotune results do, so there the second run only compiles fewer).
 //!
 //! The in-process checks are one test on purpose: the count is per process, so nothing else
 //! may compile kernels while it runs (this file is its own test binary).
@@ -143,8 +144,18 @@ fn a_second_run_with_the_same_cache_compiles_few_kernels() {
     let second = train_and_count(&dir, &cache, "second");
     eprintln!("first run: {first} kernels compiled, second run: {second}");
     assert!(first > 0);
-    assert!(
-        second * 20 <= first,
-        "the second run compiled {second} kernels, more than 5% of the first's {first}"
-    );
+    if cfg!(feature = "vulkan") {
+        // SPIR-V: compiled kernels persist in the cache folder.
+        assert!(
+            second * 20 <= first,
+            "the second run compiled {second} kernels, more than 5% of the first's {first}"
+        );
+    } else {
+        // WGSL: cubecl keeps no compiled kernels, only autotune results, whose candidates
+        // the second run does not compile again.
+        assert!(
+            second < first,
+            "the second run compiled {second} kernels, the first {first}"
+        );
+    }
 }

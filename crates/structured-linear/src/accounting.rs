@@ -1,4 +1,4 @@
-//! Exact parameter counts of every structure, straight from paper.md §1's formulas.
+//! Exact parameter counts of every structure, straight from docs/reference.md §1's formulas.
 
 use crate::config::{Structure, StructuredLinearConfig};
 

@@ -26,7 +26,7 @@ pub enum Structure {
         /// Inner dimension `r`, `1 <= r <= min(d_in, d_out)`.
         rank: usize,
     },
-    /// Monarch-style product: block-diagonal, fixed shuffle, block-diagonal (paper.md §1).
+    /// Monarch-style product: block-diagonal, fixed shuffle, block-diagonal (docs/reference.md §1).
     BlockShuffle {
         /// Number of blocks `b` in both factors; divides `d_in` and `d_out`.
         n_blocks: usize,
@@ -152,7 +152,7 @@ impl StructuredLinearConfig {
         self
     }
 
-    /// Checks every constraint of paper.md §1 and returns the first violation.
+    /// Checks every constraint of docs/reference.md §1 and returns the first violation.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.d_in == 0 {
             return Err(ConfigError::Zero { field: "d_in" });
@@ -244,7 +244,7 @@ impl StructuredLinearConfig {
     /// Forward FLOPs of the product for `tokens` input vectors, 2 per multiply-add.
     ///
     /// Every weight is used in exactly one multiply-add per token, so this is
-    /// `2 * tokens * weight_params` for every structure; bias additions are not counted (paper.md §3).
+    /// `2 * tokens * weight_params` for every structure; bias additions are not counted (docs/reference.md §3).
     pub fn forward_flops(&self, tokens: u64) -> u64 {
         2 * tokens * self.weight_params()
     }

@@ -1,4 +1,4 @@
-//! Self-guided training (paper.md §2): a dense guide trained beside a structured layer and mixed
+//! Self-guided training (docs/reference.md §2): a dense guide trained beside a structured layer and mixed
 //! in with a weight `alpha` that the trainer decays from 1 to 0.
 
 use burn::module::{Module, Param};
@@ -6,15 +6,19 @@ use burn::tensor::{backend::Backend, Tensor};
 use rand::Rng;
 
 use crate::error::LayerError;
+use crate::layers::Dense;
 use crate::linear::{flatten_tokens, StructuredLinear};
 
 /// A structured layer with an optional dense guide:
-/// `y = alpha * x W_guide + (1 - alpha) * structured(x) + bias` (one bias, the layer's).
+/// `y = alpha * x W_guide + (1 - alpha) * structured(x) + bias` (one bias, the layer's outer
+/// one; a LowRank inner bias is part of `structured(x)` and weighted with it, as in the
+/// reference's guided forward).
 ///
 /// `alpha` is not a trained parameter: the caller sets it (once per optimizer step) with
-/// [`SelfGuided::set_alpha`]. With `alpha == 0` or no guide, the guide costs no compute; with
-/// `alpha == 1` the structured product is skipped. Neither `alpha` nor `reduce_flop` is stored in
-/// the module's record.
+/// [`SelfGuided::set_alpha`]. With `alpha == 0` or no guide, the guide costs no compute. While
+/// the guide is in use both paths are computed, also at `alpha == 1` (the structured factors
+/// then get zero gradients, but weight decay and the FLOP count still apply, as in the
+/// reference). Neither `alpha` nor `reduce_flop` is stored in the module's record.
 #[derive(Module, Debug)]
 pub struct SelfGuided<B: Backend> {
     /// The structured layer; it owns the bias.
@@ -121,16 +125,37 @@ impl<B: Backend> SelfGuided<B> {
         let (x2, mut dims) = flatten_tokens(x.clone());
         dims[D - 1] = self.layer.d_out();
         let from_guide: Tensor<B, D> = x2.matmul(guide.val()).reshape(dims);
-        let y = if self.alpha >= 1.0 {
-            from_guide
-        } else {
-            from_guide.mul_scalar(self.alpha)
-                + self.layer.forward_no_bias(x).mul_scalar(1.0 - self.alpha)
+        let structured = self.layer.forward_no_bias(x);
+        let structured = match self.layer.inner_bias_out() {
+            Some(c) => structured + c.unsqueeze::<D>(),
+            None => structured,
         };
-        match self.layer.bias() {
+        let y = from_guide.mul_scalar(self.alpha) + structured.mul_scalar(1.0 - self.alpha);
+        match self.layer.outer_bias() {
             Some(bias) => y + bias.unsqueeze::<D>(),
             None => y,
         }
+    }
+
+    /// The layer as one dense layer computing what [`SelfGuided::forward`] computes now: with
+    /// the guide in use, weight `alpha W_guide + (1 - alpha) W` and bias
+    /// `bias + (1 - alpha) c U`; otherwise the structured layer merged. Detached.
+    pub fn to_dense(&self) -> StructuredLinear<B> {
+        let guide = match &self.guide {
+            Some(guide) if self.guide_used() => guide,
+            _ => return self.layer.to_dense(),
+        };
+        let a = self.alpha;
+        let weight = guide.val().mul_scalar(a) + self.layer.merged_weight().mul_scalar(1.0 - a);
+        let inner = self.layer.inner_bias_out().map(|c| c.mul_scalar(1.0 - a));
+        let bias = match (self.layer.outer_bias(), inner) {
+            (Some(b), Some(c)) => Some(b + c),
+            (b, c) => b.or(c),
+        };
+        StructuredLinear::Dense(Dense {
+            weight: Param::from_tensor(weight.detach()),
+            bias: bias.map(|b| Param::from_tensor(b.detach())),
+        })
     }
 
     /// Draws whether this forward uses the guide: always outside reduce_flop mode (when the
@@ -147,15 +172,11 @@ impl<B: Backend> SelfGuided<B> {
 
     /// Forward FLOPs of `forward` for `tokens` vectors (2 per multiply-add).
     pub fn forward_flops(&self, tokens: u64) -> u64 {
-        // Mirrors `forward`: the guide only while active, the structured path unless alpha is 1.
-        let (guide, structured) = match (self.guide_used(), self.alpha >= 1.0) {
-            (false, _) => (0, self.layer.weight_params()),
-            (true, true) => ((self.layer.d_in() * self.layer.d_out()) as u64, 0),
-            (true, false) => (
-                (self.layer.d_in() * self.layer.d_out()) as u64,
-                self.layer.weight_params(),
-            ),
+        // Mirrors `forward`: the structured path always, the guide while in use.
+        let guide = match self.guide_used() {
+            true => (self.layer.d_in() * self.layer.d_out()) as u64,
+            false => 0,
         };
-        2 * tokens * (structured + guide)
+        2 * tokens * (self.layer.weight_params() + guide)
     }
 }

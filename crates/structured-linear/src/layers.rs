@@ -2,7 +2,7 @@
 //!
 //! Every weight is stored input-major, like burn's `Linear` (`y = x W`): a dense factor mapping
 //! `n -> m` features is `[n, m]`, a block-diagonal factor with `b` blocks each mapping `n -> m`
-//! is `[b, n, m]`. (PyTorch and paper.md write the transposes, `[out, in]`.)
+//! is `[b, n, m]`. (PyTorch and docs/reference.md write the transposes, `[out, in]`.)
 
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
@@ -42,7 +42,7 @@ pub struct BlockDense<B: Backend> {
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
-/// Monarch-style block shuffle (paper.md §1): block-diagonal `B1`, the fixed shuffle, block-diagonal
+/// Monarch-style block shuffle (docs/reference.md §1): block-diagonal `B1`, the fixed shuffle, block-diagonal
 /// `B2`, and the output interleave, with `q = min(d_in, d_out) / n_blocks`.
 #[derive(Module, Debug)]
 pub struct BlockShuffle<B: Backend> {
@@ -135,7 +135,7 @@ impl<B: Backend> BlockShuffle<B> {
     }
 }
 
-/// The shuffle of paper.md §1 step 2 on a batch: `[b, n, q]` with `y[i, n, j]` = element
+/// The shuffle of docs/reference.md §1 step 2 on a batch: `[b, n, q]` with `y[i, n, j]` = element
 /// `f = i*q + j` to `[b, n, q]` with `z[c, n, m]` = element `f = m*b + c`.
 fn shuffle<B: Backend>(y: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, q] = y.dims();

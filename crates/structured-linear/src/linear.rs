@@ -11,7 +11,7 @@ use crate::error::LayerError;
 use crate::layers::{BlockDense, BlockShuffle, Dense, LowRank};
 use crate::linalg::{nearest_orthogonal, to_host, to_tensor, truncated_factors};
 
-/// A linear layer `d_in -> d_out` whose weight is one of the structures of paper.md §1.
+/// A linear layer `d_in -> d_out` whose weight is one of the structures of docs/reference.md §1.
 ///
 /// Build it with [`StructuredLinearConfig::init`] or [`StructuredLinear::factorize`].
 #[derive(Module, Debug)]
@@ -195,14 +195,27 @@ impl<B: Backend> StructuredLinear<B> {
     /// The effective output bias `[d_out]`, if any: the bias, plus `c U` for a LowRank inner
     /// bias `c`. `forward(x) = x merged_weight() + bias()`.
     pub fn bias(&self) -> Option<Tensor<B, 1>> {
+        match (self.outer_bias(), self.inner_bias_out()) {
+            (Some(b), Some(c)) => Some(b + c),
+            (b, c) => b.or(c),
+        }
+    }
+
+    /// The output bias `[d_out]` alone (without a LowRank inner bias).
+    pub fn outer_bias(&self) -> Option<Tensor<B, 1>> {
         let bias = match self {
             StructuredLinear::Dense(l) => &l.bias,
             StructuredLinear::LowRank(l) => &l.bias,
             StructuredLinear::BlockDense(l) => &l.bias,
             StructuredLinear::BlockShuffle(l) => &l.bias,
         };
-        let bias = bias.as_ref().map(|b| b.val());
-        let inner = match self {
+        bias.as_ref().map(|b| b.val())
+    }
+
+    /// A LowRank inner bias `c` carried to the output, `c U` `[d_out]` (None otherwise): part
+    /// of the structured product, not of the output bias.
+    pub fn inner_bias_out(&self) -> Option<Tensor<B, 1>> {
+        match self {
             StructuredLinear::LowRank(LowRank {
                 inner_bias: Some(c),
                 u,
@@ -214,10 +227,6 @@ impl<B: Backend> StructuredLinear<B> {
                     .reshape([self.d_out()]),
             ),
             _ => None,
-        };
-        match (bias, inner) {
-            (Some(b), Some(c)) => Some(b + c),
-            (b, c) => b.or(c),
         }
     }
 

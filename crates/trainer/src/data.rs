@@ -117,10 +117,47 @@ pub struct Split {
     pub tokens: u64,
     /// Documents (0 when unknown, e.g. imported raw files).
     pub documents: u64,
+    /// Raw files: what each was at import, in `files` order (empty for shards, whose headers
+    /// carry their own checksum, and for manifests written before the field existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<FileCheck>,
     /// Files of independent rows of this many tokens (the reference's 1025): each training
     /// window is one row, so the sequence length must be `row_len - 1`. `None`: one stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_len: Option<usize>,
+}
+
+/// What a raw uint16 file was when it was imported: its size, and a checksum of its first and
+/// last MiB (cheap to recompute at every start, even for files of many GB).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheck {
+    /// Bytes.
+    pub bytes: u64,
+    /// FNV-1a of the first and the last MiB (the whole file when smaller than 2 MiB).
+    pub sample_fnv1a: u64,
+}
+
+impl FileCheck {
+    /// Bytes at each end that the checksum covers.
+    const SAMPLE: usize = 1 << 20;
+
+    /// The check of a raw uint16 file.
+    pub fn of(file: &TokenFile) -> Self {
+        let tokens = file.len();
+        let per_end = Self::SAMPLE / 2;
+        // The first and the last `per_end` tokens (overlapping ranges cover a small file once).
+        let head = 0..per_end.min(tokens);
+        let tail = tokens.saturating_sub(per_end).max(head.end)..tokens;
+        let mut bytes = Vec::with_capacity(2 * Self::SAMPLE);
+        for i in head.chain(tail) {
+            bytes.extend_from_slice(&(file.get(i) as u16).to_le_bytes());
+        }
+        Self {
+            bytes: 2 * tokens as u64,
+            sample_fnv1a: crate::shard::fnv1a(&bytes),
+        }
+    }
 }
 
 /// A data folder's description: `manifest.json`.
@@ -192,12 +229,24 @@ impl Manifest {
         split
             .files
             .iter()
-            .map(|f| {
+            .enumerate()
+            .map(|(i, f)| {
                 let path = dir.join(f);
                 let file = match split.format {
                     FileFormat::Shard => TokenFile::open_shard(&path)?,
                     FileFormat::RawU16 => TokenFile::open_raw_u16(&path)?,
                 };
+                if let Some(check) = split.checks.get(i) {
+                    if FileCheck::of(&file) != *check {
+                        return Err(DataError::BadShard {
+                            path,
+                            problem: "changed since it was imported (its size or checksum \
+                                      differ); import it again with `strata data import`"
+                                .into(),
+                        }
+                        .into());
+                    }
+                }
                 if let Some(v) = file.vocab_size() {
                     if v > self.vocab_size {
                         return Err(DataError::BadShard {
@@ -558,6 +607,7 @@ impl SplitWriter {
         self.finish_shard()?;
         Ok(Split {
             files: self.files,
+            checks: Vec::new(),
             format: FileFormat::Shard,
             tokens: self.tokens,
             documents: self.documents,
@@ -629,7 +679,7 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
         )));
     }
     claim_output(&config.out, config.force)?;
-    let tokenizer = match &config.tokenizer {
+    let mut tokenizer = match &config.tokenizer {
         TokenizerSource::Train { vocab_size } => train_tokenizer(&sources, config, *vocab_size)?,
         TokenizerSource::File(path) => load_tokenizer(path)?,
     };
@@ -643,6 +693,9 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
     let vocab_size = tokenizer.get_vocab_size(true);
     let mut train = SplitWriter::new(&config.out, "train", vocab_size, config.shard_tokens);
     let mut val = SplitWriter::new(&config.out, "val", vocab_size, config.shard_tokens);
+    // Document text is text: a document quoting a special token's text (`<|endoftext|>`) must
+    // not put a false document boundary in the stream. The boundaries are ours, added below.
+    tokenizer.set_encode_special_tokens(true);
     for_each_document(&sources, &config.text_field, |i, text| {
         let encoding = tokenizer
             .encode(text.as_str(), false)
@@ -655,6 +708,7 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
             train.write(&ids)
         }
     })?;
+    tokenizer.set_encode_special_tokens(false);
     let tok_path = config.out.join(TOKENIZER);
     let tmp = tmp_path(&tok_path);
     tokenizer
@@ -711,7 +765,7 @@ pub fn import_raw(
             return Err(TrainError::Config(format!("no {what} files given")));
         }
         let mut tokens = 0;
-        let mut names = Vec::new();
+        let (mut names, mut checks) = (Vec::new(), Vec::new());
         for f in files {
             let abs = std::fs::canonicalize(f).map_err(|e| DataError::io(f, e))?;
             let file = TokenFile::open_raw_u16(&abs)?;
@@ -731,9 +785,11 @@ pub fn import_raw(
             }
             tokens += file.len() as u64;
             names.push(abs.to_string_lossy().to_string());
+            checks.push(FileCheck::of(&file));
         }
         Ok(Split {
             files: names,
+            checks,
             format: FileFormat::RawU16,
             tokens,
             documents: 0,

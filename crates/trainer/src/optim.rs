@@ -2,10 +2,11 @@
 //! keyed by parameter path so it can be saved, restored exactly, and survive the guides being
 //! dropped from the model.
 //!
-//! Weight decay applies to matrices (every parameter of rank >= 2: linear weights, structured
-//! factors, guides and the embeddings) and not to vectors (biases and norm weights), the
-//! GPT-2 / nanoGPT convention. burn's own `AdamW` decays every parameter and its built-in
-//! clipping is per tensor, hence this module.
+//! Weight decay applies either to every parameter (one group, as the papers' reference
+//! implementation does: [`Decay::All`]) or to matrices only (every parameter of rank >= 2:
+//! linear weights, structured factors, guides and the embeddings; not biases and norm weights:
+//! the GPT-2 / nanoGPT convention, [`Decay::Matrices`]). burn's own `AdamW` keeps its state in
+//! a form we cannot key by path and its built-in clipping is per tensor, hence this module.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,12 +27,37 @@ use crate::shard::write_atomic;
 pub struct AdamWConfig {
     /// First-moment decay (0.9).
     pub beta1: f64,
-    /// Second-moment decay (0.999, paper.md §4).
+    /// Second-moment decay (0.999, docs/reference.md §4).
     pub beta2: f64,
     /// Added to the denominator (1e-8, PyTorch's; burn's default is 1e-5).
     pub eps: f64,
-    /// Decoupled weight decay on matrices (0.1).
+    /// Decoupled weight decay (0.1).
     pub weight_decay: f64,
+    /// Which parameters decay. A run config without the field is an older run, which decayed
+    /// matrices only.
+    #[serde(default)]
+    pub decay: Decay,
+}
+
+/// Which parameters weight decay applies to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Decay {
+    /// Every parameter, one group: the papers' reference implementation (the default recipe).
+    All,
+    /// Matrices only (rank >= 2), not biases and norm weights: GPT-2 / nanoGPT.
+    #[default]
+    Matrices,
+}
+
+impl Decay {
+    /// Whether a parameter of rank `rank` decays.
+    pub fn applies(self, rank: usize) -> bool {
+        match self {
+            Decay::All => true,
+            Decay::Matrices => rank >= 2,
+        }
+    }
 }
 
 impl Default for AdamWConfig {
@@ -41,6 +67,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.1,
+            decay: Decay::All,
         }
     }
 }
@@ -311,7 +338,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
                 (g.clone() * g).mul_scalar(1.0 - c.beta2),
             ),
         };
-        let w = if D >= 2 && c.weight_decay > 0.0 {
+        let w = if c.decay.applies(D) && c.weight_decay > 0.0 {
             w.mul_scalar(1.0 - self.lr * c.weight_decay)
         } else {
             w

@@ -201,10 +201,13 @@ impl<B: AutodiffBackend> Replica<B> {
         let data_step = ctx.plan.data_step(step);
         self.loader
             .seek(cursor_at(data_step * config.global_batch() as u64, windows))?;
-        // Rank 0 draws exactly what a single-device run draws; other ranks draw their own.
+        // Dropout: rank 0 draws exactly what a single-device run draws, other ranks their own.
         let salt = (self.rank as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         B::seed(&self.device, step_seed(config.seed ^ salt, step));
-        let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400 ^ salt, step));
+        // reduce_flop's guide draws: the same on every replica (one draw per micro-batch of the
+        // global batch, as a single device makes), so all replicas hold the same gradient set
+        // and the all-reduce pairs matching tensors.
+        let mut rng = StdRng::seed_from_u64(step_seed(config.seed ^ 0x5347_5400, step));
         let micro_tokens = (config.batch_size * config.seq_len) as u64;
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let (mut loss_sum, mut flops, mut guides_used) = (None, 0.0, 0);

@@ -16,6 +16,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::metrics::StepRecord;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::{cast_params, LossScaler, Precision};
+use crate::schedule::{AlphaShape, SgtConfig, SgtMode};
 use crate::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_model, small_run};
 use test_support::scalar;
@@ -232,13 +233,33 @@ fn ndarray_refuses_half_precision_with_a_clear_error() {
 
 #[test]
 fn two_data_parallel_replicas_match_one_device_with_the_same_global_batch() {
+    parallel_matches_one_device("parallel", None);
+}
+
+/// Self-guided training with reduce_flop: every replica must draw the same guides, or their
+/// gradient sets differ and the all-reduce pairs the wrong tensors.
+#[test]
+fn data_parallel_reduce_flop_training_matches_one_device() {
+    let sgt = SgtConfig {
+        mode: SgtMode::Fixedstep,
+        ratio: 0.5,
+        shape: AlphaShape::Cosine,
+        reduce_flop: true,
+    };
+    parallel_matches_one_device("parallel-sgt", Some(sgt));
+}
+
+/// Two replicas of batch 2 log the same losses and FLOPs as one device of batch 4, across a
+/// stop at step 4 and a resume.
+fn parallel_matches_one_device(name: &str, sgt: Option<SgtConfig>) {
     let _lock = rng_lock();
-    let dir = scratch("parallel");
+    let dir = scratch(name);
     let data = prepared(&dir);
     let device = Default::default();
     // One device: 4 sequences per micro-batch, 2 micro-batches per step.
     let mut single = small_run(&data, 6);
     single.eval_every = 3;
+    single.sgt = sgt;
     let one = dir.join("one");
     let s1 = train::train::<TB>(&single, &one, RunOptions::default(), &device, &mut Quiet).unwrap();
 

@@ -45,7 +45,7 @@ pub enum AlphaShape {
     Linear,
 }
 
-/// How the guided phase fits in the run (paper.md §2).
+/// How the guided phase fits in the run (docs/reference.md §2).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SgtMode {
@@ -109,12 +109,21 @@ impl Plan {
                 sgt.ratio
             )));
         }
-        let g = ((sgt.ratio * base_steps as f64).round() as u64).max(1);
+        // The reference's int(): floor.
+        let g = ((sgt.ratio * base_steps as f64).floor() as u64).max(1);
+        if sgt.mode == SgtMode::Fixedstep && g >= base_steps {
+            return Err(TrainError::Config(format!(
+                "fixedstep with sgt ratio {} guides every one of the {base_steps} steps, so the \
+                 guides would never be dropped and the final model would not be the structured \
+                 one; use a ratio below 1 (or fixedflop)",
+                sgt.ratio
+            )));
+        }
         Ok(match sgt.mode {
             SgtMode::Fixedstep => Self {
                 base_steps,
                 total_steps: base_steps,
-                guided_steps: g.min(base_steps),
+                guided_steps: g,
                 shape: sgt.shape,
                 replay_from: base_steps,
             },

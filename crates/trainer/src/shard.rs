@@ -262,7 +262,7 @@ impl TokenFile {
     }
 
     /// Opens a headerless file of little-endian uint16 tokens: a plain token stream, or the
-    /// reference implementation's rows of `max_seq_len + 1` tokens (paper.md §4).
+    /// reference implementation's rows of `max_seq_len + 1` tokens (docs/reference.md §4).
     pub fn open_raw_u16(path: &Path) -> Result<Self, DataError> {
         let map = map(path)?;
         if map.len() % 2 != 0 {

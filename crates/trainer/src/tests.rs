@@ -130,10 +130,28 @@ fn raw_uint16_files_read_as_token_streams() {
     assert_eq!(f.len(), 2050);
     assert_eq!(f.vocab_size(), None);
     assert_eq!(f.read(0, 2050), toks);
-    // The reference's layout: rows of 1025 tokens read back as windows of seq_len + 1 = 1025.
-    let loader = WindowLoader::new(vec![f], 1024, 0, false).unwrap();
+    // The reference's layout: rows of 1025 tokens, each read back as one window of
+    // seq_len + 1 = 1025 (stride 1025: every row, none straddling two).
+    let loader = WindowLoader::new(vec![f], 1024, 0, false)
+        .unwrap()
+        .with_stride(1025)
+        .unwrap();
     assert_eq!(loader.windows(), 2);
-    assert_eq!(loader.window(0), toks[0..1025].to_vec());
+    for row in 0..2 {
+        assert_eq!(
+            loader.window(row),
+            toks[row * 1025..(row + 1) * 1025].to_vec()
+        );
+    }
+    // As a plain stream (stride seq_len) the second window starts inside the first row.
+    let stream = WindowLoader::new(
+        vec![TokenFile::open_raw_u16(&path).unwrap()],
+        1024,
+        0,
+        false,
+    )
+    .unwrap();
+    assert_eq!(stream.window(1), toks[1024..2049].to_vec());
     let odd = dir.join("odd.bin");
     write_atomic(&odd, &[1, 2, 3]).unwrap();
     assert!(TokenFile::open_raw_u16(&odd)

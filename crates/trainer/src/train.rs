@@ -97,7 +97,7 @@ fn one() -> usize {
 }
 
 impl TrainConfig {
-    /// The reference recipe (paper.md §4) for `model`, scaled to a small global batch: AdamW
+    /// The reference recipe (docs/reference.md §4) for `model`, scaled to a small global batch: AdamW
     /// (0.9, 0.999, eps 1e-8, decay 0.1), 10% warmup, cosine to 0.1 x lr, clip 1.0.
     pub fn new(model_name: &str, model: TransformerConfig, data: PathBuf, budget: Budget) -> Self {
         Self {
@@ -148,7 +148,8 @@ impl TrainConfig {
     pub fn lr_schedule(&self, plan: &Plan) -> LrSchedule {
         LrSchedule {
             peak: self.lr,
-            warmup: (self.warmup_frac * plan.total_steps as f64).round() as u64,
+            // The reference's int(): floor.
+            warmup: (self.warmup_frac * plan.total_steps as f64).floor() as u64,
             total: plan.total_steps,
             min_ratio: self.min_lr_ratio,
         }
@@ -314,6 +315,20 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int
     logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
 }
 
+/// Refuses windows holding a token id the model's embedding cannot index (a data file that
+/// changed after it was checked): an error naming the id, never an out-of-bounds lookup. One
+/// pass over host memory per batch.
+pub fn check_ids(windows: &[Vec<u32>], vocab_size: usize) -> Result<(), TrainError> {
+    match windows
+        .iter()
+        .flatten()
+        .find(|&&id| id as usize >= vocab_size)
+    {
+        Some(&id) => Err(DataError::TokenOutOfRange { id, vocab_size }.into()),
+        None => Ok(()),
+    }
+}
+
 /// Inputs (first `seq_len` tokens) and targets (last `seq_len`) of windows of `seq_len + 1`.
 pub fn batch_tensors<B: Backend>(
     windows: &[Vec<u32>],
@@ -363,6 +378,7 @@ pub fn evaluate<B: Backend>(
         let windows: Vec<Vec<u32>> = (start..(start + batch_size).min(n))
             .map(|w| loader.window(w))
             .collect();
+        check_ids(&windows, model.config().vocab_size)?;
         let (input, target) = batch_tensors::<B>(&windows, device);
         let count = (windows.len() * (windows[0].len() - 1)) as u64;
         let loss = cross_entropy(model.forward(input)?, target).mul_scalar(count as f64);
@@ -410,6 +426,7 @@ pub fn micro_step<B: AutodiffBackend>(
     compute: Compute,
     device: &B::Device,
 ) -> Result<(Tensor<B::InnerBackend, 1>, GradientsParams), TrainError> {
+    check_ids(windows, model.config().vocab_size)?;
     let (input, target) = batch_tensors::<B>(windows, device);
     let logits = compute.precision.apply(model.clone()).forward(input)?;
     let loss = cross_entropy(logits, target);
@@ -751,9 +768,12 @@ pub fn train_on<B: AutodiffBackend>(
         if eval_now || checkpoint_now || pending.due() {
             let mut records = pending.read(config.peak_flops)?;
             if eval_now {
+                // The trained model in the training precision, every guide in use (not
+                // reduce_flop's last draw): the function `strata eval` scores on the checkpoint.
+                let mut trained = replica.model.valid();
+                trained.set_reduce_flop(false);
                 let r = evaluate(
-                    // The trained model in the training precision.
-                    &config.precision.apply(replica.model.valid()),
+                    &config.precision.apply(trained),
                     &val_loader,
                     config.batch_size,
                     config.eval_batches * config.devices,

@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use rand::SeedableRng;
+
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -17,7 +19,7 @@ use transformer::TransformerConfig;
 use crate::checkpoint;
 use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use crate::metrics::StepRecord;
-use crate::optim::{clip_factor, clip_scale, global_grad_norm, AdamW, AdamWConfig};
+use crate::optim::{clip_factor, clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
 use crate::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
 use crate::train::{self, Budget, Quiet, RunOptions, TrainConfig};
 use crate::TrainError;
@@ -153,6 +155,28 @@ fn sgt_plans_match_the_paper() {
         bad.ratio = ratio;
         assert!(Plan::new(10, Some(&bad)).is_err(), "ratio {ratio}");
     }
+    // Guided steps round down, as the reference's int() does: 0.43 x 100 -> 43, 0.5 x 7 -> 3.
+    let mut r = sgt(SgtMode::Fixedstep, AlphaShape::Cosine);
+    r.ratio = 0.43;
+    assert_eq!(Plan::new(100, Some(&r)).unwrap().guided_steps, 43);
+    r.ratio = 0.5;
+    assert_eq!(Plan::new(7, Some(&r)).unwrap().guided_steps, 3);
+    r.mode = SgtMode::Fixedflop;
+    assert_eq!(Plan::new(7, Some(&r)).unwrap().total_steps, 10);
+    // fixedstep over every step would never drop the guides: refused.
+    r.mode = SgtMode::Fixedstep;
+    r.ratio = 1.0;
+    let e = Plan::new(100, Some(&r)).unwrap_err().to_string();
+    assert!(e.contains("never be dropped"), "{e}");
+}
+
+#[test]
+fn warmup_rounds_down_like_the_reference() {
+    let dir = scratch("warmup");
+    let mut c = TrainConfig::new("m", small_model(320), dir.to_path_buf(), Budget::Steps(115));
+    c.warmup_frac = 0.1;
+    let plan = c.plan().unwrap();
+    assert_eq!(c.lr_schedule(&plan).warmup, 11, "int(0.1 x 115)");
 }
 
 /// Two parameters whose gradients are known: loss = sum(w * a) + sum(b * c).
@@ -164,6 +188,12 @@ struct Two<B: burn::tensor::backend::Backend> {
 
 #[test]
 fn global_norm_clipping_and_adamw_match_a_direct_computation() {
+    adamw_matches_a_direct_computation(Decay::Matrices);
+    adamw_matches_a_direct_computation(Decay::All);
+}
+
+/// PyTorch's AdamW with `clip_grad_norm_`, written out in f64, against [`AdamW`] with `decay`.
+fn adamw_matches_a_direct_computation(decay: Decay) {
     let device = Default::default();
     let w0 = [0.5f32, -1.0, 2.0, 0.25];
     let b0 = [1.0f32, -2.0];
@@ -186,6 +216,7 @@ fn global_norm_clipping_and_adamw_match_a_direct_computation() {
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.1,
+        decay,
     };
     let mut optim = AdamW::<IB>::new(config);
     // The reference: PyTorch's AdamW with clip_grad_norm_, in f64, on the flattened params.
@@ -208,8 +239,9 @@ fn global_norm_clipping_and_adamw_match_a_direct_computation() {
         model = optim.step_scaled(model, &g, lr, scale_t);
         for i in 0..6 {
             let gi = grads[i] * scale;
-            if i < 4 {
-                params[i] *= 1.0 - lr * config.weight_decay; // matrices decay, vectors do not
+            // Matrices: the matrix decays, the vector does not. All: both decay.
+            if i < 4 || decay == Decay::All {
+                params[i] *= 1.0 - lr * config.weight_decay;
             }
             m[i] = 0.9 * m[i] + 0.1 * gi;
             v[i] = 0.999 * v[i] + 0.001 * gi * gi;
@@ -475,6 +507,36 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
         * transformer::accounting::forward_flops(&config.model, config.seq_len, false, false)
             .forward_per_token as f64;
     assert!(want[11].3 > plain, "guides cost FLOPs while active");
+    // The exact ledger: every micro-batch costs 3 x (the structured forward + 2 d_in d_out per
+    // token for each guide its reduce_flop draw used), the draws replayed from the documented
+    // per-step seeds (one Bernoulli(alpha) per guided layer and micro-batch, in layer order).
+    let plan = config.plan().unwrap();
+    let mut guided_config = config.model.clone();
+    guided_config.self_guided = true;
+    let mut model = guided_config.init::<TB>(&device).unwrap();
+    model.set_reduce_flop(true);
+    let per_token = plain / (3.0 * 12.0 * (config.global_batch() * config.seq_len) as f64);
+    let micro_tokens = (config.batch_size * config.seq_len) as f64;
+    let mut expected = 0.0;
+    for step in 0..plan.total_steps {
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(train::step_seed(config.seed ^ 0x5347_5400, step));
+        model.set_alpha(plan.alpha(step)).unwrap();
+        for _ in 0..config.grad_accum {
+            let guides: f64 = model
+                .linears()
+                .iter()
+                .filter(|l| l.guide.is_some() && l.draw_guide(&mut rng))
+                .map(|l| 2.0 * (l.layer.d_in() * l.layer.d_out()) as f64)
+                .sum();
+            expected += 3.0 * micro_tokens * (per_token + guides);
+        }
+    }
+    assert!(
+        (want[11].3 - expected).abs() <= 1e-9 * expected,
+        "ledger {} vs expected {expected}",
+        want[11].3
+    );
     // A finished run has nothing left to resume.
     let e = err_text(train::train::<TB>(
         &config,
@@ -646,4 +708,160 @@ fn a_non_finite_loss_is_caught_when_read_and_never_checkpointed() {
     assert_eq!(kept, [2]);
     let logged: Vec<u64> = losses(&run).iter().map(|l| l.0).collect();
     assert_eq!(logged, [1, 2]);
+}
+
+#[test]
+fn validation_inside_the_guided_phase_is_what_eval_scores_on_the_checkpoint() {
+    let _lock = rng_lock();
+    let dir = scratch("guided-eval");
+    let data = prepared(&dir);
+    let mut config = small_run(&data, 8);
+    config.sgt = Some(SgtConfig {
+        mode: SgtMode::Fixedstep,
+        ratio: 0.5,
+        shape: AlphaShape::Cosine,
+        reduce_flop: true,
+    });
+    let device = Default::default();
+    let stop = RunOptions {
+        stop_at_step: Some(2),
+        ..RunOptions::default()
+    };
+    let s = train::train::<TB>(&config, &dir.join("run"), stop, &device, &mut Quiet).unwrap();
+    let logged = s.val_loss.unwrap();
+    // What `strata eval` computes on the checkpoint of the same step: every guide in use.
+    let (model, state) = checkpoint::load_model::<IB>(&s.checkpoint, &device).unwrap();
+    assert!(
+        state.alpha > 0.0 && state.alpha < 1.0,
+        "inside the guided phase"
+    );
+    let manifest = Manifest::load(&data).unwrap();
+    let val = manifest
+        .loader(&data, &manifest.validation, config.seq_len, 0, false)
+        .unwrap();
+    let r = train::evaluate(
+        &model,
+        &val,
+        config.batch_size,
+        config.eval_batches,
+        &device,
+    )
+    .unwrap();
+    assert!(
+        (r.val_loss - logged).abs() < 1e-5,
+        "logged {logged} vs eval {}",
+        r.val_loss
+    );
+}
+
+#[test]
+fn the_default_recipe_decays_every_parameter_and_old_runs_keep_theirs() {
+    let dir = scratch("decay");
+    let c = TrainConfig::new("m", small_model(320), dir.to_path_buf(), Budget::Steps(5));
+    assert_eq!(c.adamw.decay, Decay::All, "the reference's one group");
+    // A run saved before the setting existed decayed matrices only, and resumes that way.
+    let mut json = serde_json::to_value(&c).unwrap();
+    json["adamw"].as_object_mut().unwrap().remove("decay");
+    let old: TrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.adamw.decay, Decay::Matrices);
+}
+
+#[test]
+fn a_document_quoting_the_end_of_text_token_gets_no_false_boundary() {
+    let dir = scratch("eot-literal");
+    let docs = dir.join("docs");
+    fs::create_dir_all(&docs).unwrap();
+    for i in 0..20 {
+        let text = match i % 4 {
+            0 => format!("document {i} quotes {} in its text", data::EOT),
+            _ => format!("document {i} has plain words in it and more words"),
+        };
+        fs::write(docs.join(format!("{i:02}.txt")), text).unwrap();
+    }
+    let mut config = PrepareConfig::new(vec![docs], dir.join("data"));
+    config.tokenizer = TokenizerSource::Train { vocab_size: 300 };
+    data::prepare(&config).unwrap();
+    let manifest = Manifest::load(&dir.join("data")).unwrap();
+    let eot = manifest.eot_id.unwrap();
+    let mut boundaries = 0;
+    for split in [&manifest.train, &manifest.validation] {
+        for f in &split.files {
+            let file = crate::TokenFile::open_shard(&dir.join("data").join(f)).unwrap();
+            boundaries += file
+                .read(0, file.len())
+                .iter()
+                .filter(|&&t| t == eot)
+                .count();
+        }
+    }
+    assert_eq!(
+        boundaries, 20,
+        "one end-of-text token per document, none from the text"
+    );
+}
+
+#[test]
+fn a_raw_file_changed_after_import_is_refused_and_bad_ids_never_reach_the_model() {
+    let _lock = rng_lock();
+    let dir = scratch("import-changed");
+    // 3 MiB of tokens: the checksum covers the first and last MiB, not the middle.
+    let tokens: Vec<u16> = (0..3 * (1 << 19)).map(|i| (i * 7 % 50) as u16).collect();
+    let bytes = |t: &[u16]| t.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (train_file, val_file) = (dir.join("train.bin"), dir.join("val.bin"));
+    fs::write(&train_file, bytes(&tokens)).unwrap();
+    fs::write(&val_file, bytes(&tokens[..4096])).unwrap();
+    let out = dir.join("data");
+    let m = data::import_raw(
+        std::slice::from_ref(&train_file),
+        &[val_file],
+        64,
+        None,
+        &out,
+        false,
+    )
+    .unwrap();
+    assert_eq!(m.train.checks.len(), 1);
+    let mut config = small_run(&out, 2);
+    config.model.vocab_size = 64;
+    let run = |name: &str| {
+        err_text(train::train::<TB>(
+            &config,
+            &dir.join(name),
+            RunOptions::default(),
+            &Default::default(),
+            &mut Quiet,
+        ))
+    };
+    // A token changed inside the first MiB: refused when the data is opened.
+    let mut changed = tokens.clone();
+    changed[10] = 3;
+    fs::write(&train_file, bytes(&changed)).unwrap();
+    let e = run("a");
+    assert!(e.contains("changed since it was imported"), "{e}");
+    // Tokens appended: the size differs.
+    let mut longer = tokens.clone();
+    longer.extend([1, 2]);
+    fs::write(&train_file, bytes(&longer)).unwrap();
+    assert!(run("b").contains("changed since it was imported"));
+    // A change the checksum does not cover (the middle MiB): the file opens, but the id check
+    // on read stops a batch holding such a token with an error naming it (no embedding lookup
+    // out of bounds, no panic), in training and in evaluation.
+    let mut inner = tokens.clone();
+    for t in &mut inner[(1 << 19)..2 * (1 << 19)] {
+        *t = 60_000;
+    }
+    fs::write(&train_file, bytes(&inner)).unwrap();
+    let m = Manifest::load(&out).unwrap();
+    let loader = m.loader(&out, &m.train, 32, 0, false).unwrap();
+    let windows: Vec<Vec<u32>> = (0..4).map(|w| loader.window(20_000 + w)).collect();
+    let model = config.model.init::<TB>(&Default::default()).unwrap();
+    let step = train::micro_step(
+        &model,
+        &windows,
+        1,
+        train::Compute::F32,
+        &Default::default(),
+    );
+    let e = err_text(step.map(|_| ()));
+    assert!(e.contains("token id 60000"), "{e}");
 }

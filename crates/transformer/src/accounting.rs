@@ -1,5 +1,5 @@
 //! Exact parameter counts and FLOPs of a model, computed from its configuration alone
-//! (paper.md §3), so that even the 1.3B models are counted without allocating them.
+//! (docs/reference.md §3), so that even the 1.3B models are counted without allocating them.
 
 use serde::Serialize;
 
@@ -74,7 +74,7 @@ pub fn params(config: &TransformerConfig) -> ParamBreakdown {
     p
 }
 
-/// Forward FLOPs (2 per multiply-add) as the paper counts them (paper.md §3).
+/// Forward FLOPs (2 per multiply-add) as the paper counts them (docs/reference.md §3).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Default)]
 pub struct FlopCounts {
     /// Projections of q, k, v, o (all layers), per token.
@@ -130,7 +130,7 @@ pub fn forward_flops(
     f
 }
 
-/// Training FLOPs for `tokens` tokens in sequences of `seq_len`: 3 x forward (paper.md §3).
+/// Training FLOPs for `tokens` tokens in sequences of `seq_len`: 3 x forward (docs/reference.md §3).
 pub fn training_flops(
     config: &TransformerConfig,
     tokens: u64,

@@ -7,6 +7,7 @@
 //! capacity ([`crate::KvCache`]), so every decoding step runs the same kernels on the same shapes.
 
 use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
@@ -130,6 +131,8 @@ pub struct Attention<B: Backend> {
     pub v: SelfGuided<B>,
     /// `d_attn -> d_model`.
     pub o: SelfGuided<B>,
+    /// Dropout on the attention probabilities (training only).
+    dropout: Dropout,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -146,6 +149,7 @@ impl<B: Backend> Attention<B> {
             k: linear(config, layer, Place::K, device)?,
             v: linear(config, layer, Place::V, device)?,
             o: linear(config, layer, Place::O, device)?,
+            dropout: DropoutConfig::new(config.attn_dropout).init(),
             n_heads: config.n_heads,
             n_kv_heads: config.n_kv_heads,
             head_dim: config.head_dim(),
@@ -223,7 +227,7 @@ impl<B: Backend> Attention<B> {
                 .expand([b, h, t, s]);
             scores.mask_fill(mask, f32::NEG_INFINITY)
         };
-        let weights = softmax(scores, 3);
+        let weights = self.dropout.forward(softmax(scores, 3));
         let weights = if half { weights.cast(dtype) } else { weights };
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
         self.o.forward(out)

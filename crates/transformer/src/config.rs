@@ -1,4 +1,4 @@
-//! The model configuration, in the glossary of design.md, and its validation.
+//! The model configuration, in the glossary of docs/reference.md §6, and its validation.
 
 use serde::{Deserialize, Serialize};
 use structured_linear::{Init, Structure, StructuredLinearConfig};
@@ -128,7 +128,7 @@ fn default_init_std() -> f64 {
     0.02
 }
 
-/// A decoder-only transformer LM. Field names follow design.md's glossary.
+/// A decoder-only transformer LM. Field names follow the glossary of docs/reference.md §6.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TransformerConfig {
@@ -178,6 +178,10 @@ pub struct TransformerConfig {
     /// Dropout probability on attention/FFN outputs and embeddings (default 0).
     #[serde(default)]
     pub dropout: f64,
+    /// Dropout probability on the attention probabilities (softmax weights) while training
+    /// (default 0).
+    #[serde(default)]
+    pub attn_dropout: f64,
     /// FFN structure (default dense).
     #[serde(default)]
     pub ffn: FfnStructure,
@@ -341,11 +345,16 @@ impl TransformerConfig {
                 format!("must be positive, got {}", self.init_std),
             ));
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(ModelError::invalid(
-                "dropout",
-                format!("must lie in [0, 1), got {}", self.dropout),
-            ));
+        for (field, p) in [
+            ("dropout", self.dropout),
+            ("attn_dropout", self.attn_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::invalid(
+                    field,
+                    format!("must lie in [0, 1), got {p}"),
+                ));
+            }
         }
         if self.head_bias && self.tie_embeddings {
             return Err(ModelError::invalid(

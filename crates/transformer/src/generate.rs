@@ -67,9 +67,9 @@ pub struct Dispatching<B: Backend> {
 }
 
 impl<B: Backend> Dispatching<B> {
-    /// Builds the merged twin of `structured` (its guides are dropped first).
-    pub fn new(mut structured: Transformer<B>, threshold: usize) -> Self {
-        structured.drop_guides();
+    /// Builds the merged twin of `structured`. A model inside its guided phase keeps its guides:
+    /// the twin merges each layer's mix at the model's alpha, so both compute the same function.
+    pub fn new(structured: Transformer<B>, threshold: usize) -> Self {
         let merged = structured.merged();
         Self {
             structured,

@@ -1,6 +1,6 @@
 //! Decoder-only transformer language models whose linear layers are structured matrices.
 //!
-//! - [`TransformerConfig`] in design.md's glossary, validated field by field;
+//! - [`TransformerConfig`] in the glossary of docs/reference.md §6, validated field by field;
 //! - [`Transformer`]: grouped-query causal attention (RoPE or learned positions), GELU /
 //!   SwiGLU / ReLU FFN, pre-norm or branch-output norms, structure per place (FFN fc1/fc2 with a
 //!   dense first layer; attention q/k/v/o for LPA), self-guided layers with one model-wide alpha;

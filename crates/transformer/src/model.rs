@@ -392,13 +392,14 @@ impl<B: Backend> Transformer<B> {
         self.config.self_guided = false;
     }
 
-    /// Pre-merge: the same model with every structured layer folded into one dense matrix and
-    /// the guides dropped. Its outputs equal this model's (with guides inactive) to float
-    /// tolerance; its parameters are the dense model's.
+    /// Pre-merge: the same model with every linear layer folded into one dense matrix. Inside
+    /// the guided phase a layer's matrix is the mix the model computes now (guide and structure
+    /// at the current alpha). Its outputs equal this model's to float tolerance; its parameters
+    /// are the dense model's.
     pub fn merged(&self) -> Transformer<B> {
         let mut out = self.clone();
         for l in out.linears_mut() {
-            *l = SelfGuided::plain(l.layer.to_dense());
+            *l = SelfGuided::plain(l.to_dense());
         }
         let c = &mut out.config;
         c.self_guided = false;

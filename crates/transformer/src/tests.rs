@@ -67,6 +67,7 @@ fn small(f: impl FnOnce(&mut TransformerConfig)) -> TransformerConfig {
         head_bias: false,
         init_std: 0.1,
         dropout: 0.0,
+        attn_dropout: 0.0,
         ffn: FfnStructure::default(),
         attention: AttentionStructure::default(),
         self_guided: false,
@@ -567,7 +568,7 @@ fn built_models_hold_exactly_the_counted_parameters() {
     }
 }
 
-/// FFN weight counts of paper.md §3's table.
+/// FFN weight counts of docs/reference.md §3's table.
 const FFN_WEIGHTS: &[(&str, u64)] = &[
     ("s-dense", 56_623_104),
     ("s-lowrank-r384", 37_158_912),
@@ -974,4 +975,141 @@ fn the_causal_mask_hides_the_future_and_unwritten_slots() {
         ]
         .concat()
     );
+}
+
+#[test]
+fn attention_dropout_acts_while_training_only() {
+    let ids = sequence(8, 50, 4);
+    let device = Default::default();
+    let init = |p: f64| {
+        let _rng = seeded::<AB>(41);
+        small(|c| c.attn_dropout = p).init::<AB>(&device).unwrap()
+    };
+    let (with, without) = (init(0.5), init(0.0));
+    let logits = |m: &Transformer<AB>| values(m.forward(tokens::<AB>(&ids, 1)).unwrap());
+    // Training (autodiff): the attention probabilities are dropped at random.
+    let _rng = seeded::<AB>(42);
+    let (a, b) = (logits(&with), logits(&with));
+    assert!(max_abs_diff(&a, &b) > 1e-6, "two training forwards differ");
+    assert!(max_abs_diff(&a, &logits(&without)) > 1e-6);
+    // Inference: no dropout, the same function as without it.
+    use burn::module::AutodiffModule;
+    let (x, y) = (with.valid(), without.valid());
+    let (x, y) = (
+        values(x.forward(tokens::<TB>(&ids, 1)).unwrap()),
+        values(y.forward(tokens::<TB>(&ids, 1)).unwrap()),
+    );
+    assert!(max_abs_diff(&x, &y) < 1e-12);
+    // Out of range is refused, naming the field.
+    let mut bad = small(|_| {});
+    bad.attn_dropout = 1.0;
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("attn_dropout"), "{e}");
+}
+
+#[test]
+fn the_papers_structured_models_use_the_reference_initialisation() {
+    use structured_linear::Init;
+    let zoo = Zoo::builtin().unwrap();
+    let mut checked = 0;
+    for e in zoo.entries() {
+        let paper_family = ["s-", "m-", "l-", "xl-"]
+            .iter()
+            .any(|p| e.name.starts_with(p));
+        let ffn = &e.config.ffn;
+        let want = match ffn.fc1 {
+            Structure::LowRank { .. } => Some(Init::Svd { std: 0.02 }),
+            Structure::BlockDense { .. } | Structure::BlockShuffle { .. } => {
+                Some(Init::Orthogonal { std: 0.02 })
+            }
+            Structure::Dense => None,
+        };
+        if paper_family && want.is_some() {
+            assert_eq!(ffn.init, want, "{}", e.name);
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        4 * 6 + 2,
+        "every structured model of the grid and the wide ones"
+    );
+    // And the init is what the layers get: a shrunk s-lowrank model's FFN factors come from
+    // an SVD, so the columns of U (and rows of V) are orthogonal.
+    let mut c = zoo.get("s-lowrank-r192").unwrap().config.clone();
+    (
+        c.d_model,
+        c.d_attn,
+        c.d_ff,
+        c.n_layers,
+        c.n_heads,
+        c.n_kv_heads,
+    ) = (32, 32, 128, 2, 2, 2);
+    (c.vocab_size, c.max_seq_len) = (50, 16);
+    c.ffn.fc1 = lowrank(8);
+    c.ffn.fc2 = lowrank(8);
+    let _rng = seeded::<TB>(43);
+    let model = c.init::<TB>(&Default::default()).unwrap();
+    let structured_linear::StructuredLinear::LowRank(l) = &model.blocks[1].ffn.fc1.layer else {
+        panic!("layer 1's fc1 is lowrank");
+    };
+    let u = l.u.val(); // [rank, d_out]: rows are sqrt(s_i) u_i^T
+    let gram = values(u.clone().matmul(u.transpose()));
+    let r = 8;
+    for i in 0..r {
+        for j in 0..r {
+            if i != j {
+                assert!(
+                    gram[i * r + j].abs() < 1e-9,
+                    "U's rows are orthogonal: {gram:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_model_inside_its_guided_phase_pre_merges_to_the_same_function() {
+    let _rng = seeded::<TB>(44);
+    let config = small(|c| {
+        c.ffn.fc1 = lowrank(8);
+        c.ffn.fc2 = lowrank(8);
+        c.self_guided = true;
+    });
+    let mut model = config.init::<TB>(&Default::default()).unwrap();
+    // Guides that differ from their structured layers, mixed at alpha 0.4.
+    let device = Default::default();
+    for block in model.blocks.iter_mut() {
+        for l in [&mut block.ffn.fc1, &mut block.ffn.fc2] {
+            if let Some(g) = l.guide.as_mut() {
+                let dims = g.dims();
+                *g = burn::module::Param::from_tensor(Tensor::random(
+                    dims,
+                    Distribution::Normal(0.0, 0.1),
+                    &device,
+                ));
+            }
+        }
+    }
+    model.set_alpha(0.4).unwrap();
+    let ids = sequence(9, 50, 5);
+    let want = values(model.forward(tokens(&ids, 1)).unwrap());
+    let merged = values(model.merged().forward(tokens(&ids, 1)).unwrap());
+    assert!(max_abs_diff(&merged, &want) < 1e-9, "merged mix");
+    // The dispatching model keeps the guides: prefill (structured) and decoding (merged) agree
+    // with the full forward.
+    let dispatching = Dispatching::new(model, 2);
+    let mut cache = KvCache::with_capacity(&config, 9).unwrap();
+    let mut got = values(
+        dispatching
+            .forward_cached(tokens(&ids[..5], 1), &mut cache)
+            .unwrap(),
+    );
+    for t in 5..9 {
+        got.extend(values(
+            LanguageModel::forward_cached(&dispatching, tokens(&ids[t..t + 1], 1), &mut cache)
+                .unwrap(),
+        ));
+    }
+    assert!(max_abs_diff(&got, &want) < 1e-9, "dispatching mix");
 }
