@@ -6,6 +6,9 @@
 //! The configurations follow the PyTorch peer script of docs/benchmarks.md exactly (same ranks,
 //! block counts and rounding), and, like it, samples are taken round-robin so that drifting load
 //! on a shared machine affects every configuration alike.
+//!
+//! Long on purpose: the benchmark's configurations, timing and report in one place (it moves
+//! under `strata bench` in a later change).
 
 use std::io::Write;
 use std::time::Instant;

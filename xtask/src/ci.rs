@@ -1,4 +1,5 @@
-//! `cargo xtask ci`: the same checks as `.ci/run`, cheapest first.
+//! `cargo xtask ci`: the same checks as `.ci/run`, cheapest first (a tidy test holds the two
+//! to the same list, in the same order).
 
 use std::process::Command;
 
@@ -6,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 /// The steps, in order; the test step is the README's test command (it also builds the
 /// examples, with the test build's burn features).
-const STEPS: &[&[&str]] = &[
+pub(crate) const STEPS: &[&[&str]] = &[
     &["cargo", "fmt", "--all", "--check"],
     &[
         "cargo",
@@ -33,7 +34,7 @@ const STEPS: &[&[&str]] = &[
 
 /// After the examples (built by `cargo test --workspace`): wgpu for real (needs a Vulkan
 /// driver: mesa-vulkan-drivers on Debian).
-const GPU_STEPS: &[&[&str]] = &[
+pub(crate) const GPU_STEPS: &[&[&str]] = &[
     &[
         "cargo",
         "test",

@@ -64,4 +64,61 @@ mod tests {
             bad.join("\n")
         );
     }
+
+    /// Every file of ours under `crates/`, `xtask/` and `examples/` with extension `.rs`.
+    fn rust_sources() -> Vec<PathBuf> {
+        let root = root();
+        let mut all = Vec::new();
+        for dir in ["crates", "xtask", "examples"] {
+            files(&root.join(dir), &[".rs"], &mut all);
+        }
+        all
+    }
+
+    /// Every source file opens with a `//!` line saying what it holds.
+    #[test]
+    fn every_source_file_says_what_it_holds() {
+        let missing: Vec<String> = rust_sources()
+            .iter()
+            .filter(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                !text.starts_with("//!")
+            })
+            .map(|p| p.display().to_string())
+            .collect();
+        assert!(missing.is_empty(), "no `//!` first line: {missing:?}");
+    }
+
+    /// No source file over 500 lines unless its header says why (`Long on purpose: ...`).
+    #[test]
+    fn long_files_state_why() {
+        let long: Vec<String> = rust_sources()
+            .iter()
+            .filter_map(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                let lines = text.lines().count();
+                let header: String = text.lines().take_while(|l| l.starts_with("//!")).collect();
+                (lines > 500 && !header.contains("Long on purpose:"))
+                    .then(|| format!("{} ({lines} lines)", p.display()))
+            })
+            .collect();
+        assert!(long.is_empty(), "split these or say why: {long:?}");
+    }
+
+    /// `.ci/run` runs `cargo xtask ci`'s steps, in the same order.
+    #[test]
+    fn ci_script_and_xtask_ci_run_the_same_steps() {
+        let script = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+        let commands: Vec<&str> = script
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("cargo "))
+            .collect();
+        let steps: Vec<String> = crate::ci::STEPS
+            .iter()
+            .chain(crate::ci::GPU_STEPS)
+            .map(|s| s.join(" "))
+            .collect();
+        assert_eq!(commands, steps, ".ci/run and xtask/src/ci.rs differ");
+    }
 }

@@ -1,4 +1,6 @@
 //! End-to-end tests of the `strata` binary: the command-line contract (docs/reference.md §6, the README).
+//!
+//! Long on purpose: each test runs the binary end to end, and they share the data helpers.
 
 use std::process::{Command, Output};
 

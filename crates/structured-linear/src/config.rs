@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounting;
 use crate::error::ConfigError;
 
 /// Which structured matrix replaces the dense weight of a linear layer.
@@ -43,6 +42,40 @@ impl Structure {
             Structure::BlockShuffle { .. } => "blockshuffle",
         }
     }
+
+    /// Number of weight parameters of a `d_in -> d_out` layer of this structure (biases
+    /// excluded), exact (docs/reference.md §1):
+    ///
+    /// - Dense: `d_in * d_out`
+    /// - LowRank: `r * (d_in + d_out)`
+    /// - BlockDense: `r * d_in / b + d_out * r`
+    /// - BlockShuffle: `d_in^2 / b + d_out * d_in / b` if `d_in < d_out`, else
+    ///   `d_out * d_in / b + d_out^2 / b`
+    pub fn weight_params(&self, d_in: usize, d_out: usize) -> u64 {
+        let (d_in, d_out) = (d_in as u64, d_out as u64);
+        match *self {
+            Structure::Dense => d_in * d_out,
+            Structure::LowRank { rank } => rank as u64 * (d_in + d_out),
+            Structure::BlockDense { n_blocks, rank } => {
+                let (b, r) = (n_blocks as u64, rank as u64);
+                r * d_in / b + d_out * r
+            }
+            Structure::BlockShuffle { n_blocks } => {
+                let b = n_blocks as u64;
+                if d_in < d_out {
+                    d_in * d_in / b + d_out * d_in / b
+                } else {
+                    d_out * d_in / b + d_out * d_out / b
+                }
+            }
+        }
+    }
+}
+
+/// Inner dimension `q` of a BlockShuffle layer: each first-factor block maps `d_in / b -> q`
+/// and each second-factor block maps `q -> d_out / b`, with `q = min(d_in, d_out) / b`.
+pub fn block_shuffle_inner(d_in: usize, d_out: usize, n_blocks: usize) -> usize {
+    d_in.min(d_out) / n_blocks
 }
 
 /// How the factors of a layer are initialised.
@@ -229,7 +262,7 @@ impl StructuredLinearConfig {
 
     /// Number of weight parameters (biases excluded), exact.
     pub fn weight_params(&self) -> u64 {
-        accounting::weight_params(self)
+        self.structure.weight_params(self.d_in, self.d_out)
     }
 
     /// Number of bias parameters: `d_out` for the output bias, plus `rank` for an inner bias.

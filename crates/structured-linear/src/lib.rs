@@ -17,7 +17,6 @@
 //! assert_eq!(config.weight_params(), 16 * (64 + 256));
 //! ```
 
-pub mod accounting;
 mod config;
 mod error;
 mod guided;
@@ -25,7 +24,7 @@ mod layers;
 mod linalg;
 mod linear;
 
-pub use config::{Init, Structure, StructuredLinearConfig};
+pub use config::{block_shuffle_inner, Init, Structure, StructuredLinearConfig};
 pub use error::{ConfigError, LayerError};
 pub use guided::SelfGuided;
 pub use layers::{BlockDense, BlockShuffle, Dense, LowRank};

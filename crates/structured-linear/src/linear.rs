@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use faer::Mat;
 
-use crate::accounting::block_shuffle_inner;
+use crate::config::block_shuffle_inner;
 use crate::config::{Init, Structure, StructuredLinearConfig};
 use crate::error::LayerError;
 use crate::layers::{BlockDense, BlockShuffle, Dense, LowRank};
@@ -365,30 +365,7 @@ impl<B: Backend> StructuredLinear<B> {
                 })
             }
             Structure::BlockShuffle { n_blocks: b } => {
-                let w = to_host(weight)?;
-                let q = block_shuffle_inner(d_in, d_out, b);
-                let (p, s) = (d_in / b, d_out / b);
-                let mut b1: Vec<Mat<f64>> = (0..b).map(|_| Mat::zeros(p, q)).collect();
-                let mut b2: Vec<Mat<f64>> = (0..b).map(|_| Mat::zeros(q, s)).collect();
-                for i in 0..b {
-                    for c in 0..b {
-                        let js: Vec<usize> = (0..q).filter(|j| (i * q + j) % b == c).collect();
-                        if js.is_empty() {
-                            continue;
-                        }
-                        let sub = Mat::from_fn(p, s, |u, t| w[(i * p + u, t * b + c)]);
-                        let (left, right) = truncated_factors(&sub, js.len())?;
-                        for (k, &j) in js.iter().enumerate() {
-                            let m = (i * q + j) / b;
-                            for u in 0..p {
-                                b1[i][(u, j)] = left[(u, k)];
-                            }
-                            for t in 0..s {
-                                b2[c][(m, t)] = right[(k, t)];
-                            }
-                        }
-                    }
-                }
+                let (b1, b2) = blockshuffle_projection(&to_host(weight)?, b)?;
                 let stack = |mats: &[Mat<f64>]| {
                     Tensor::stack(mats.iter().map(|m| to_tensor::<B>(m, &device)).collect(), 0)
                 };
@@ -401,4 +378,38 @@ impl<B: Backend> StructuredLinear<B> {
         };
         Ok(layer)
     }
+}
+
+/// The blocks of BlockShuffle's two factors, on the host.
+type BlockFactors = (Vec<Mat<f64>>, Vec<Mat<f64>>);
+
+/// The optimal BlockShuffle factors `(B1 blocks [p, q], B2 blocks [q, s])` of a dense `[d_in,
+/// d_out]` matrix with `b` blocks (see [`StructuredLinear::factorize`]): each `(i, c)`
+/// sub-matrix gets a truncated SVD at the rank its disjoint index set allows.
+fn blockshuffle_projection(w: &Mat<f64>, b: usize) -> Result<BlockFactors, LayerError> {
+    let (d_in, d_out) = (w.nrows(), w.ncols());
+    let q = block_shuffle_inner(d_in, d_out, b);
+    let (p, s) = (d_in / b, d_out / b);
+    let mut b1: Vec<Mat<f64>> = (0..b).map(|_| Mat::zeros(p, q)).collect();
+    let mut b2: Vec<Mat<f64>> = (0..b).map(|_| Mat::zeros(q, s)).collect();
+    for i in 0..b {
+        for c in 0..b {
+            let js: Vec<usize> = (0..q).filter(|j| (i * q + j) % b == c).collect();
+            if js.is_empty() {
+                continue;
+            }
+            let sub = Mat::from_fn(p, s, |u, t| w[(i * p + u, t * b + c)]);
+            let (left, right) = truncated_factors(&sub, js.len())?;
+            for (k, &j) in js.iter().enumerate() {
+                let m = (i * q + j) / b;
+                for u in 0..p {
+                    b1[i][(u, j)] = left[(u, k)];
+                }
+                for t in 0..s {
+                    b2[c][(m, t)] = right[(k, t)];
+                }
+            }
+        }
+    }
+    Ok((b1, b2))
 }

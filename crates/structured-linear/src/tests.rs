@@ -1,6 +1,9 @@
 //! Tests of the layer zoo on the CPU (burn-ndarray): merge equivalence, the slow BlockShuffle
 //! reference, gradient checks, initialisations, factorisation, self-guided mixing, accounting
 //! and configuration errors.
+//!
+//! Long on purpose: one file per crate of unit tests, in sections by concern (layers, merge,
+//! gradients, init, factorize, self-guided, accounting); splitting it into files is planned.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};

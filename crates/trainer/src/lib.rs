@@ -11,14 +11,18 @@
 pub mod checkpoint;
 pub mod data;
 mod error;
+mod eval;
 pub mod loader;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod precision;
 mod readback;
+mod run_config;
+mod run_dir;
 pub mod schedule;
 pub mod shard;
+mod step;
 pub mod train;
 
 pub use error::{DataError, TrainError};

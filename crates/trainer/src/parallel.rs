@@ -28,8 +28,9 @@ use crate::error::TrainError;
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
 use crate::precision::LossScaler;
+use crate::run_config::TrainConfig;
 use crate::schedule::{LrSchedule, Plan};
-use crate::train::{apply_update, cursor_at, micro_step, step_seed, Compute, TrainConfig};
+use crate::step::{apply_update, cursor_at, micro_step, step_seed, Compute};
 
 /// What a step needs besides the replica; the same on every device.
 #[derive(Clone, Debug)]
@@ -70,8 +71,6 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     pub rank: usize,
     /// Number of devices.
     pub peers: usize,
-    /// Whether the model still has its guides.
-    pub guides: bool,
     /// f16's dynamic loss scale.
     pub scaler: Option<LossScaler>,
 }
@@ -188,10 +187,9 @@ impl<B: AutodiffBackend> Replica<B> {
         let config = &ctx.config;
         if ctx.plan.guided(step) {
             self.model.set_alpha(ctx.plan.alpha(step))?;
-        } else if self.guides {
+        } else if self.model.has_guides() {
             self.model.drop_guides();
             self.optim.retain_params(&self.model);
-            self.guides = false;
         }
         #[cfg(test)]
         if ctx.fail_at == Some((self.rank, step)) {
@@ -212,7 +210,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let mut accumulator = GradientsAccumulator::<Transformer<B>>::new();
         let (mut loss_sum, mut flops, mut guides_used) = (None, 0.0, 0);
         for _ in 0..config.grad_accum {
-            if self.guides {
+            if self.model.has_guides() {
                 guides_used = self.model.resample_guides(&mut rng);
             }
             flops += 3.0
@@ -311,7 +309,6 @@ impl Peers {
                 device: device.clone(),
                 rank,
                 peers: devices.len(),
-                guides: first.guides,
                 scaler: first.scaler,
             };
             let (send, receive) = channel::<u64>();

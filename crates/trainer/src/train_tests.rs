@@ -1,6 +1,8 @@
 //! Tests of data preparation, schedules, the optimizer and the training loop on generated text:
 //! learning (validation loss far below the unigram entropy), exact stop-and-resume (also inside
 //! the guided phase and fixedflop's replay), checkpoints for evaluation, and every bad input.
+//!
+//! Long on purpose: the training loop's end-to-end tests share one prepared corpus and helpers.
 
 use std::fs;
 use std::path::{Path, PathBuf};

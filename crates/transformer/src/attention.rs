@@ -15,7 +15,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use crate::cache::LayerCache;
 use crate::config::{Place, Position, TransformerConfig};
 use crate::error::ModelError;
-use crate::model::linear;
+use crate::place::linear;
 use structured_linear::SelfGuided;
 
 /// RoPE rotation tables: angle `pos * base^(-2i / head_dim)` for every position below

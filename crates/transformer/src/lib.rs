@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod generate;
 mod model;
+mod place;
 pub mod zoo;
 
 pub use attention::{Attention, Positions, Rope};

@@ -15,6 +15,7 @@ use crate::attention::{Attention, Positions};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
 use crate::error::ModelError;
+use crate::place::linear;
 
 /// LayerNorm or RMSNorm.
 #[derive(Module, Debug)]
@@ -41,25 +42,6 @@ impl<B: Backend> Norm<B> {
             Norm::Rms(n) => n.forward(x),
         }
     }
-}
-
-/// The layer at `place` of block `layer`, self-guided when the config asks for it.
-pub(crate) fn linear<B: Backend>(
-    config: &TransformerConfig,
-    layer: usize,
-    place: Place,
-    device: &B::Device,
-) -> Result<SelfGuided<B>, ModelError> {
-    let lc = config.linear(layer, place);
-    let built = lc.init(device).map_err(|source| ModelError::Layer {
-        place: place.path().into(),
-        source,
-    })?;
-    Ok(if config.self_guided && lc.structure != Structure::Dense {
-        SelfGuided::guided(built, false)
-    } else {
-        SelfGuided::plain(built)
-    })
 }
 
 /// The feed-forward network.
@@ -112,6 +94,24 @@ impl<B: Backend> Ffn<B> {
         };
         self.fc2.forward(h)
     }
+}
+
+/// Every linear layer of a block in order (q, k, v, o, fc1, [gate], fc2), borrowed with the
+/// given borrow (`&` or `&mut`): the one place that lists them.
+macro_rules! block_linears {
+    ($block:expr, $($borrow:tt)+) => {{
+        let (attn, ffn) = ($($borrow)+ $block.attn, $($borrow)+ $block.ffn);
+        [
+            $($borrow)+ attn.q,
+            $($borrow)+ attn.k,
+            $($borrow)+ attn.v,
+            $($borrow)+ attn.o,
+            $($borrow)+ ffn.fc1,
+        ]
+        .into_iter()
+        .chain(($($borrow)+ ffn.gate).into_iter())
+        .chain([$($borrow)+ ffn.fc2])
+    }};
 }
 
 /// One transformer block.
@@ -317,33 +317,18 @@ impl<B: Backend> Transformer<B> {
     }
 
     fn linears_mut(&mut self) -> Vec<&mut SelfGuided<B>> {
-        let mut out = Vec::new();
-        for block in self.blocks.iter_mut() {
-            let a = &mut block.attn;
-            out.extend([&mut a.q, &mut a.k, &mut a.v, &mut a.o]);
-            let f = &mut block.ffn;
-            out.push(&mut f.fc1);
-            if let Some(g) = f.gate.as_mut() {
-                out.push(g);
-            }
-            out.push(&mut f.fc2);
-        }
-        out
+        self.blocks
+            .iter_mut()
+            .flat_map(|b| block_linears!(b, &mut))
+            .collect()
     }
 
     /// Every linear layer of the model, block by block (q, k, v, o, fc1, [gate], fc2).
     pub fn linears(&self) -> Vec<&SelfGuided<B>> {
-        let mut out = Vec::new();
-        for block in &self.blocks {
-            let a = &block.attn;
-            out.extend([&a.q, &a.k, &a.v, &a.o]);
-            out.push(&block.ffn.fc1);
-            if let Some(g) = &block.ffn.gate {
-                out.push(g);
-            }
-            out.push(&block.ffn.fc2);
-        }
-        out
+        self.blocks
+            .iter()
+            .flat_map(|b| block_linears!(b, &))
+            .collect()
     }
 
     /// Sets the self-guided mixing weight of every guided layer (one alpha for the model).
@@ -384,6 +369,11 @@ impl<B: Backend> Transformer<B> {
     /// [`accounting::forward_flops`]: crate::accounting::forward_flops
     pub fn linear_flops(&self, tokens: u64) -> u64 {
         self.linears().iter().map(|l| l.forward_flops(tokens)).sum()
+    }
+
+    /// Whether any layer still has its self-guided guide (until [`Transformer::drop_guides`]).
+    pub fn has_guides(&self) -> bool {
+        self.linears().iter().any(|l| l.guide.is_some())
     }
 
     /// Drops every guide for good (end of the guided phase).

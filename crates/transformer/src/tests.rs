@@ -1,6 +1,9 @@
 //! Tests of the transformer on the CPU (burn-ndarray, f64): cache parity, causality, RoPE,
 //! pre-merge, grouped-query attention against a direct computation, sampler invariants, the zoo
 //! and its parameter counts, accounting, and that a tiny model can learn.
+//!
+//! Long on purpose: one file per crate of unit tests, in sections by concern; splitting it into
+//! files is planned.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Module;

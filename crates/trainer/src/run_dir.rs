@@ -1,0 +1,97 @@
+//! The run folder: its files, claiming it for a fresh run, finding where a run resumes, and
+//! reading the run's saved settings.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint;
+use crate::error::{DataError, TrainError};
+use crate::run_config::TrainConfig;
+
+/// Files of a run folder.
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    /// The run folder at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self(root.to_path_buf())
+    }
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    /// `metrics.jsonl`.
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    /// `loss.svg`.
+    pub fn plot(&self) -> PathBuf {
+        self.0.join("loss.svg")
+    }
+    /// `checkpoints/`.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.0.join("checkpoints")
+    }
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// The settings of the run in folder `out` (its `config.json`).
+pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
+    let dir = RunDir::new(out);
+    let Ok(text) = std::fs::read_to_string(dir.config()) else {
+        return Err(TrainError::Config(format!(
+            "nothing to resume: {} holds no run",
+            out.display()
+        )));
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        TrainError::Config(format!(
+            "{}: not a strata run config: {e}",
+            dir.config().display()
+        ))
+    })
+}
+
+/// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
+/// (which apply), after checking that the run trains the same model.
+pub(crate) fn find_resume(
+    dir: &RunDir,
+    config: &TrainConfig,
+) -> Result<(PathBuf, TrainConfig), TrainError> {
+    let saved = read_run_config(&dir.0)?;
+    if saved.model != config.model {
+        return Err(TrainError::Config(format!(
+            "{} holds a run of a different model ({}), not {}",
+            dir.0.display(),
+            saved.model_name,
+            config.model_name
+        )));
+    }
+    let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
+        return Err(TrainError::Config(format!(
+            "nothing to resume: {} has no checkpoint yet",
+            dir.0.display()
+        )));
+    };
+    Ok((latest, saved))
+}
+
+/// A fresh run: refuses to replace another run unless forced; creates the folder.
+pub(crate) fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
+    if dir.config().exists() {
+        if !force {
+            return Err(TrainError::Config(format!(
+                "{} holds another run; pass --resume to continue it or --force to replace it",
+                dir.0.display()
+            )));
+        }
+        let _ = std::fs::remove_dir_all(dir.checkpoints());
+        for f in [dir.metrics(), dir.plot(), dir.config()] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    std::fs::create_dir_all(&dir.0).map_err(|e| DataError::io(&dir.0, e))?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! One optimizer step's primitives, shared by the loop and the data-parallel replicas: batches
+//! and their id check, the loss, a micro-batch's forward and backward, the clipped AdamW
+//! update, and the per-step seeds and data cursor.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
+use transformer::Transformer;
+
+use crate::error::{DataError, TrainError};
+use crate::loader::Cursor;
+use crate::optim::{clip_scale, global_grad_norm, AdamW};
+use crate::precision::Precision;
+
+/// Mean cross-entropy (nats per token) of `logits` against `targets`; half-precision logits
+/// are converted to f32 first.
+///
+/// # Shapes
+/// - logits: `[batch, seq, vocab]`, targets: `[batch, seq]` -> `[1]`
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    let [b, t, v] = logits.dims();
+    let logits = match logits.dtype() {
+        DType::F16 | DType::BF16 => logits.cast(DType::F32),
+        _ => logits,
+    };
+    let logp = log_softmax(logits.reshape([b * t, v]), 1);
+    logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
+}
+
+/// Refuses windows holding a token id the model's embedding cannot index (a data file that
+/// changed after it was checked): an error naming the id, never an out-of-bounds lookup. One
+/// pass over host memory per batch.
+pub fn check_ids(windows: &[Vec<u32>], vocab_size: usize) -> Result<(), TrainError> {
+    match windows
+        .iter()
+        .flatten()
+        .find(|&&id| id as usize >= vocab_size)
+    {
+        Some(&id) => Err(DataError::TokenOutOfRange { id, vocab_size }.into()),
+        None => Ok(()),
+    }
+}
+
+/// Inputs (first `seq_len` tokens) and targets (last `seq_len`) of windows of `seq_len + 1`.
+pub fn batch_tensors<B: Backend>(
+    windows: &[Vec<u32>],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let t = windows[0].len() - 1;
+    let mut input = Vec::with_capacity(windows.len() * t);
+    let mut target = Vec::with_capacity(windows.len() * t);
+    for w in windows {
+        input.extend(w[..t].iter().map(|&x| x as i64));
+        target.extend(w[1..].iter().map(|&x| x as i64));
+    }
+    let shape = [windows.len(), t];
+    (
+        Tensor::from_data(TensorData::new(input, shape), device),
+        Tensor::from_data(TensorData::new(target, shape), device),
+    )
+}
+
+/// How a micro-batch is computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compute {
+    /// Arithmetic of the passes.
+    pub precision: Precision,
+    /// Factor the loss is multiplied by before the backward pass (f16 loss scaling; 1 otherwise).
+    pub loss_scale: f64,
+}
+
+impl Compute {
+    /// f32, no scaling.
+    pub const F32: Compute = Compute {
+        precision: Precision::F32,
+        loss_scale: 1.0,
+    };
+}
+
+/// Forward and backward of one micro-batch of windows: its mean token loss (unscaled, `[1]`,
+/// left on the device: it may be non-finite, the caller decides when it reads it), and the
+/// gradients of the (f32) parameters of `model` scaled by `loss_scale / accum` (burn's
+/// accumulator sums, so `accum` micro-batches average). In half precision the passes run on
+/// [`Precision::apply`]'s copy of the model.
+pub fn micro_step<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    windows: &[Vec<u32>],
+    accum: usize,
+    compute: Compute,
+    device: &B::Device,
+) -> Result<(Tensor<B::InnerBackend, 1>, GradientsParams), TrainError> {
+    check_ids(windows, model.config().vocab_size)?;
+    let (input, target) = batch_tensors::<B>(windows, device);
+    let logits = compute.precision.apply(model.clone()).forward(input)?;
+    let loss = cross_entropy(logits, target);
+    let value = loss.clone().inner();
+    let grads = loss
+        .mul_scalar(compute.loss_scale / accum as f64)
+        .backward();
+    Ok((value, GradientsParams::from_grads(grads, model)))
+}
+
+/// What [`apply_update`] did.
+#[derive(Clone, Debug)]
+pub struct Update<B: Backend> {
+    /// The global gradient norm before clipping (of the unscaled loss), `[1]`, on the device.
+    pub norm: Tensor<B, 1>,
+    /// Whether the update was applied. Only a scaled (f16) step reads the norm back to decide
+    /// (as PyTorch's `GradScaler` does) and skips its update when the norm is not finite; every
+    /// other step is applied without reading anything back, and a non-finite norm shows when
+    /// the caller reads it.
+    pub applied: bool,
+}
+
+/// Clips `grads` (of a loss multiplied by `compute.loss_scale`) by their global norm to `clip`
+/// (0: no clipping) and applies one AdamW update with learning rate `lr`, the norm and the
+/// clipping factor computed on the device. Returns the model and what was done.
+pub fn apply_update<B: AutodiffBackend>(
+    model: Transformer<B>,
+    optim: &mut AdamW<B::InnerBackend>,
+    grads: &GradientsParams,
+    lr: f64,
+    clip: f64,
+    compute: Compute,
+) -> (Transformer<B>, Update<B::InnerBackend>) {
+    let device = model.devices()[0].clone();
+    let scaled_norm = global_grad_norm(&model, grads, &device);
+    let norm = scaled_norm.clone().div_scalar(compute.loss_scale);
+    if compute.precision.scaled() {
+        let value: f64 = norm.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return (
+                model,
+                Update {
+                    norm,
+                    applied: false,
+                },
+            );
+        }
+    }
+    let factor = clip_scale(scaled_norm, clip, compute.loss_scale);
+    let model = optim.step_scaled(model, grads, lr, factor);
+    (
+        model,
+        Update {
+            norm,
+            applied: true,
+        },
+    )
+}
+
+/// The generator seed of step `step` in a run seeded `seed` (splitmix64 of both).
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The cursor at which `windows_done` windows have been drawn.
+pub(crate) fn cursor_at(windows_done: u64, windows_per_epoch: usize) -> Cursor {
+    let n = windows_per_epoch as u64;
+    Cursor {
+        epoch: windows_done / n,
+        index: windows_done % n,
+    }
+}
