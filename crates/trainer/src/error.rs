@@ -76,6 +76,72 @@ pub enum TrainError {
     /// The tokenizer failed or does not fit the data or model.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A fresh run asked for a folder that holds another run.
+    #[error("{} holds another run; pass --resume to continue it or --force to replace it", dir.display())]
+    RunExists {
+        /// The run folder.
+        dir: PathBuf,
+    },
+    /// `--resume` found nothing to continue.
+    #[error("nothing to resume: {} {why}", dir.display())]
+    NothingToResume {
+        /// The run folder.
+        dir: PathBuf,
+        /// What is missing: "holds no run", "has no checkpoint yet", "is complete (N steps)".
+        why: String,
+    },
+    /// A run's `config.json` that cannot be read as one.
+    #[error("{}: not a strata run config: {problem}", path.display())]
+    BadRunConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        problem: String,
+    },
+    /// `--resume` with a model other than the run's.
+    #[error("{} holds a run of a different model ({run_model}), not {asked}", dir.display())]
+    OtherModel {
+        /// The run folder.
+        dir: PathBuf,
+        /// The run's model.
+        run_model: String,
+        /// The model asked for.
+        asked: String,
+    },
+    /// A run set for another number of devices.
+    #[error("the run is set for {run} device(s) but {given} were given; pass --devices {run}")]
+    DeviceCount {
+        /// The run's device count.
+        run: usize,
+        /// The devices given.
+        given: usize,
+    },
+    /// A loss or gradient norm that is not finite.
+    #[error("the {what} became {value} at step {step}; lower the learning rate")]
+    NonFinite {
+        /// "loss" or "gradients".
+        what: &'static str,
+        /// The value read.
+        value: f64,
+        /// The 1-based step.
+        step: u64,
+    },
+    /// Reading results back from the device failed.
+    #[error("reading the step results back from the device: {0}")]
+    Readback(String),
+    /// burn's collective operations failed (data-parallel training).
+    #[error("data-parallel all-reduce failed: {0}")]
+    Collective(String),
+    /// One device of a data-parallel run failed (an error or a panic) in a step.
+    #[error("device {rank} failed at step {step}: {problem}")]
+    DeviceFailed {
+        /// The device's rank.
+        rank: usize,
+        /// The 1-based step.
+        step: u64,
+        /// What happened.
+        problem: String,
+    },
     /// Another device of a data-parallel run failed in this step (its own error says why).
     #[error("another device of the data-parallel run failed at step {step}")]
     PeerFailed {

@@ -76,7 +76,7 @@ pub(crate) struct Replica<B: AutodiffBackend> {
 }
 
 fn collective_error(e: collective::CollectiveError) -> TrainError {
-    TrainError::Config(format!("data-parallel all-reduce failed: {e:?}"))
+    TrainError::Collective(format!("{e:?}"))
 }
 
 /// One replica's share of a step, before the all-reduce.
@@ -145,12 +145,11 @@ impl<B: AutodiffBackend> Replica<B> {
     ) -> Result<Local<B::InnerBackend>, TrainError> {
         let local = catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute)))
             .unwrap_or_else(|panic| {
-                Err(TrainError::Config(format!(
-                    "device {} failed at step {}: {}",
-                    self.rank,
-                    step + 1,
-                    panic_message(panic.as_ref())
-                )))
+                Err(TrainError::DeviceFailed {
+                    rank: self.rank,
+                    step: step + 1,
+                    problem: panic_message(panic.as_ref()),
+                })
             });
         // The failure flag is read anyway, so the loss travels with it.
         let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| {
@@ -247,7 +246,7 @@ impl<B: AutodiffBackend> Replica<B> {
             .into_data()
             .convert::<f64>()
             .to_vec::<f64>()
-            .map_err(|e| TrainError::Config(format!("data-parallel all-reduce: {e:?}")))?;
+            .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
         Ok(std::array::from_fn(|i| out[i]))
     }
 }

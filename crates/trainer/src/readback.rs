@@ -91,7 +91,7 @@ impl<B: Backend> Pending<B> {
         }
         let data = transaction
             .try_execute()
-            .map_err(|e| TrainError::Config(format!("reading the step results back: {e:?}")))?;
+            .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
         let seconds = self.last_read.elapsed().as_secs_f64().max(1e-9);
         let tokens_per_s = (tokens - self.last_tokens) as f64 / seconds;
         let mfu =
@@ -106,21 +106,17 @@ impl<B: Backend> Pending<B> {
                     .to_vec::<f64>()
                     .ok()
                     .and_then(|v| v.first().copied())
-                    .ok_or_else(|| {
-                        TrainError::Config("reading the step results back: no value".into())
-                    })
+                    .ok_or_else(|| TrainError::Readback("a step result without a value".into()))
             };
             let (loss, grad_norm) = (value(0)?, value(1)?);
             let step = e.record.step;
             if !loss.is_finite() {
-                return Err(TrainError::Config(format!(
-                    "the loss became {loss} at step {step}; lower the learning rate"
-                )));
+                let (what, value) = ("loss", loss);
+                return Err(TrainError::NonFinite { what, value, step });
             }
             if !grad_norm.is_finite() && !e.scaled {
-                return Err(TrainError::Config(format!(
-                    "the gradients became {grad_norm} at step {step}; lower the learning rate"
-                )));
+                let (what, value) = ("gradients", grad_norm);
+                return Err(TrainError::NonFinite { what, value, step });
             }
             if e.logged {
                 records.push(StepRecord {

@@ -41,16 +41,14 @@ impl RunDir {
 pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
     let dir = RunDir::new(out);
     let Ok(text) = std::fs::read_to_string(dir.config()) else {
-        return Err(TrainError::Config(format!(
-            "nothing to resume: {} holds no run",
-            out.display()
-        )));
+        return Err(TrainError::NothingToResume {
+            dir: out.to_path_buf(),
+            why: "holds no run".into(),
+        });
     };
-    serde_json::from_str(&text).map_err(|e| {
-        TrainError::Config(format!(
-            "{}: not a strata run config: {e}",
-            dir.config().display()
-        ))
+    serde_json::from_str(&text).map_err(|e| TrainError::BadRunConfig {
+        path: dir.config(),
+        problem: e.to_string(),
     })
 }
 
@@ -62,18 +60,17 @@ pub(crate) fn find_resume(
 ) -> Result<(PathBuf, TrainConfig), TrainError> {
     let saved = read_run_config(&dir.0)?;
     if saved.model != config.model {
-        return Err(TrainError::Config(format!(
-            "{} holds a run of a different model ({}), not {}",
-            dir.0.display(),
-            saved.model_name,
-            config.model_name
-        )));
+        return Err(TrainError::OtherModel {
+            dir: dir.0.clone(),
+            run_model: saved.model_name,
+            asked: config.model_name.clone(),
+        });
     }
     let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
-        return Err(TrainError::Config(format!(
-            "nothing to resume: {} has no checkpoint yet",
-            dir.0.display()
-        )));
+        return Err(TrainError::NothingToResume {
+            dir: dir.0.clone(),
+            why: "has no checkpoint yet".into(),
+        });
     };
     Ok((latest, saved))
 }
@@ -82,10 +79,7 @@ pub(crate) fn find_resume(
 pub(crate) fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     if dir.config().exists() {
         if !force {
-            return Err(TrainError::Config(format!(
-                "{} holds another run; pass --resume to continue it or --force to replace it",
-                dir.0.display()
-            )));
+            return Err(TrainError::RunExists { dir: dir.0.clone() });
         }
         let _ = std::fs::remove_dir_all(dir.checkpoints());
         for f in [dir.metrics(), dir.plot(), dir.config()] {

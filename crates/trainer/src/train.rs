@@ -147,12 +147,10 @@ pub fn train_on<B: AutodiffBackend>(
     };
     config.validate()?;
     if config.devices != devices.len() {
-        return Err(TrainError::Config(format!(
-            "the run is set for {} device(s) but {} were given; pass --devices {}",
-            config.devices,
-            devices.len(),
-            config.devices
-        )));
+        return Err(TrainError::DeviceCount {
+            run: config.devices,
+            given: devices.len(),
+        });
     }
     for device in devices {
         config.precision.check::<B>(device)?;
@@ -209,11 +207,10 @@ pub fn train_on<B: AutodiffBackend>(
         checkpoint::load_weights(ckpt, &mut model)?;
         optim.load(&ckpt.join(checkpoint::OPTIMIZER), device)?;
         if state.step >= plan.total_steps {
-            return Err(TrainError::Config(format!(
-                "nothing to resume: the run in {} is complete ({} steps)",
-                dir.root().display(),
-                state.step
-            )));
+            return Err(TrainError::NothingToResume {
+                dir: dir.root().to_path_buf(),
+                why: format!("is complete ({} steps)", state.step),
+            });
         }
     } else {
         let json = serde_json::to_string_pretty(config).expect("plain config");
