@@ -13,7 +13,7 @@ use trainer::optim::{AdamWConfig, Decay};
 use trainer::parallel::local_devices;
 use trainer::precision::Precision;
 use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
-use trainer::train::{self, Budget, Event, Observer, RunOptions, Summary, TrainConfig};
+use trainer::train::{self, Budget, Event, Observer, RunOptions, Start, Summary, TrainConfig};
 use transformer::zoo::{resolve_model, Zoo};
 
 use crate::backend::{dispatch, BackendKind, Job};
@@ -204,7 +204,6 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     ) {
         (Some(s), _) => Budget::Steps(s),
         (None, Some(t)) => Budget::Tokens(t),
-        (None, None) if args.resume => Budget::Steps(1), // the saved run's budget applies
         (None, None) => bail!("give a budget: --steps N or --tokens N"),
     };
     let mut c = TrainConfig::new(&entry.name, entry.config, args.data.clone(), budget);
@@ -270,7 +269,6 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Trains and returns the summary (used by `strata train` and the demo).
 pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Summary> {
-    let config = config(args)?;
     if let Some(t) = args.time_limit {
         if t.is_nan() || t <= 0.0 {
             bail!("--time-limit must be positive (got {t})");
@@ -294,8 +292,15 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         inner: observer,
         dog: dog.as_ref(),
     };
+    // A resumed run uses its saved settings; the model named must be the run's.
+    let start = if args.resume {
+        let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
+        train::check_run_model(&args.out, &entry.name, &entry.config)?;
+        Start::Resume
+    } else {
+        Start::Fresh(config(args)?)
+    };
     let options = RunOptions {
-        resume: args.resume,
         force: args.force,
         time_limit_s: args.time_limit,
         stop_at_step: args.stop_at,
@@ -309,7 +314,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
     dispatch(
         args.backend,
         TrainRun {
-            config,
+            start,
             out: args.out.clone(),
             options,
             devices,
@@ -320,7 +325,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
 }
 
 struct TrainRun<'a> {
-    config: TrainConfig,
+    start: Start,
     out: PathBuf,
     options: RunOptions,
     devices: usize,
@@ -333,7 +338,7 @@ impl Job for TrainRun<'_> {
     fn run<B: Backend>(self, _device: B::Device) -> Result<Summary> {
         let devices = local_devices::<B>(self.devices, self.share_device)?;
         Ok(train::train_on::<Autodiff<B>>(
-            &self.config,
+            self.start,
             &self.out,
             self.options,
             &devices,

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
 use crate::error::{DataError, TrainError};
+use transformer::TransformerConfig;
+
 use crate::run_config::TrainConfig;
 
 /// Files of a run folder.
@@ -53,19 +55,9 @@ pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
 }
 
 /// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
-/// (which apply), after checking that the run trains the same model.
-pub(crate) fn find_resume(
-    dir: &RunDir,
-    config: &TrainConfig,
-) -> Result<(PathBuf, TrainConfig), TrainError> {
+/// (which apply).
+pub(crate) fn find_resume(dir: &RunDir) -> Result<(PathBuf, TrainConfig), TrainError> {
     let saved = read_run_config(&dir.0)?;
-    if saved.model != config.model {
-        return Err(TrainError::OtherModel {
-            dir: dir.0.clone(),
-            run_model: saved.model_name,
-            asked: config.model_name.clone(),
-        });
-    }
     let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
         return Err(TrainError::NothingToResume {
             dir: dir.0.clone(),
@@ -73,6 +65,24 @@ pub(crate) fn find_resume(
         });
     };
     Ok((latest, saved))
+}
+
+/// Refuses to resume the run in `out` as model `name` when the run trains another model (a
+/// guard for front ends, whose user names the model again).
+pub fn check_run_model(
+    out: &Path,
+    name: &str,
+    model: &TransformerConfig,
+) -> Result<(), TrainError> {
+    let saved = read_run_config(out)?;
+    if saved.model != *model {
+        return Err(TrainError::OtherModel {
+            dir: out.to_path_buf(),
+            run_model: saved.model_name,
+            asked: name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A fresh run: refuses to replace another run unless forced; creates the folder.

@@ -17,7 +17,7 @@ use crate::metrics::StepRecord;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::{cast_params, LossScaler, Precision};
 use crate::schedule::{AlphaShape, SgtConfig, SgtMode};
-use crate::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions};
+use crate::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions, Start};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_model, small_run};
 use test_support::scalar;
 
@@ -180,8 +180,14 @@ fn mixed_precision_runs_learn_like_f32_and_checkpoint_f32() {
         let mut config = small_run(&data, 30);
         config.precision = precision;
         let out = dir.join(precision.name());
-        let s =
-            train::train::<FB>(&config, &out, RunOptions::default(), &device, &mut Quiet).unwrap();
+        let s = train::train::<FB>(
+            Start::Fresh(config.clone()),
+            &out,
+            RunOptions::default(),
+            &device,
+            &mut Quiet,
+        )
+        .unwrap();
         let r = records(&out);
         assert!(
             r[29].loss < 0.8 * r[0].loss,
@@ -221,7 +227,7 @@ fn ndarray_refuses_half_precision_with_a_clear_error() {
     let mut config = small_run(&data, 2);
     config.precision = Precision::Bf16;
     let e = err_text(train::train::<TB>(
-        &config,
+        Start::Fresh(config.clone()),
         &dir.join("run"),
         RunOptions::default(),
         &Default::default(),
@@ -261,7 +267,14 @@ fn parallel_matches_one_device(name: &str, sgt: Option<SgtConfig>) {
     single.eval_every = 3;
     single.sgt = sgt;
     let one = dir.join("one");
-    let s1 = train::train::<TB>(&single, &one, RunOptions::default(), &device, &mut Quiet).unwrap();
+    let s1 = train::train::<TB>(
+        Start::Fresh(single.clone()),
+        &one,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
 
     // Two replicas of 2 sequences each: the same 8 sequences per step, split in device order.
     let mut parallel = single.clone();
@@ -273,14 +286,24 @@ fn parallel_matches_one_device(name: &str, sgt: Option<SgtConfig>) {
         stop_at_step: Some(4),
         ..RunOptions::default()
     };
-    let s = train::train_on::<TB>(&parallel, &two, stop, &devices, &mut Quiet).unwrap();
+    let s = train::train_on::<TB>(
+        Start::Fresh(parallel.clone()),
+        &two,
+        stop,
+        &devices,
+        &mut Quiet,
+    )
+    .unwrap();
     assert!(s.stopped_early);
     // The resumed run reloads every replica (weights and AdamW state) from the checkpoint.
-    let resume = RunOptions {
-        resume: true,
-        ..RunOptions::default()
-    };
-    let s2 = train::train_on::<TB>(&parallel, &two, resume, &devices, &mut Quiet).unwrap();
+    let s2 = train::train_on::<TB>(
+        Start::Resume,
+        &two,
+        RunOptions::default(),
+        &devices,
+        &mut Quiet,
+    )
+    .unwrap();
 
     let (want, got) = (losses(&one), losses(&two));
     assert_eq!(got.len(), want.len());
@@ -300,7 +323,7 @@ fn parallel_matches_one_device(name: &str, sgt: Option<SgtConfig>) {
 
     // The device count is part of the run.
     let e = err_text(train::train_on::<TB>(
-        &parallel,
+        Start::Fresh(parallel.clone()),
         &dir.join("three"),
         RunOptions::default(),
         &devices[..1],
@@ -329,7 +352,11 @@ fn a_failing_data_parallel_replica_stops_every_replica_with_its_error() {
         std::thread::spawn(move || {
             let devices = vec![Default::default(); 2];
             let _ = send.send(err_text(train::train_on::<TB>(
-                &config, &out, options, &devices, &mut Quiet,
+                Start::Fresh(config.clone()),
+                &out,
+                options,
+                &devices,
+                &mut Quiet,
             )));
         });
         let e = receive
@@ -341,12 +368,14 @@ fn a_failing_data_parallel_replica_stops_every_replica_with_its_error() {
         );
     }
     // The checkpoint of step 1 is intact: the run resumes from it and finishes.
-    let resume = RunOptions {
-        resume: true,
-        ..RunOptions::default()
-    };
     let devices = vec![Default::default(); 2];
-    let s =
-        train::train_on::<TB>(&config, &dir.join("fail-1"), resume, &devices, &mut Quiet).unwrap();
+    let s = train::train_on::<TB>(
+        Start::Resume,
+        &dir.join("fail-1"),
+        RunOptions::default(),
+        &devices,
+        &mut Quiet,
+    )
+    .unwrap();
     assert_eq!(s.steps, 4);
 }

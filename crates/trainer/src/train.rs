@@ -30,7 +30,7 @@ use crate::shard::write_atomic;
 
 pub use crate::eval::{evaluate, EvalResult};
 pub use crate::run_config::{Budget, TrainConfig};
-pub use crate::run_dir::{read_run_config, RunDir};
+pub use crate::run_dir::{check_run_model, read_run_config, RunDir};
 pub use crate::step::{
     apply_update, batch_tensors, check_ids, cross_entropy, micro_step, step_seed, Compute, Update,
 };
@@ -97,11 +97,20 @@ pub struct Summary {
     pub checkpoint: PathBuf,
 }
 
+/// Where a run starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Start {
+    /// A new run with these settings (a folder holding another run is refused unless
+    /// [`RunOptions::force`]).
+    Fresh(TrainConfig),
+    /// Continue the run in the folder from its newest checkpoint, with the settings saved in
+    /// its `config.json` (see [`crate::run_dir::check_run_model`] to refuse another model).
+    Resume,
+}
+
 /// How to treat the output folder.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
-    /// Continue the run in the folder from its newest checkpoint.
-    pub resume: bool,
     /// Replace a run already in the folder.
     pub force: bool,
     /// Stop (with a checkpoint) after this many seconds of this session.
@@ -118,33 +127,33 @@ pub struct RunOptions {
 
 /// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
 pub fn train<B: AutodiffBackend>(
-    config: &TrainConfig,
+    start: Start,
     out: &Path,
     options: RunOptions,
     device: &B::Device,
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
-    train_on::<B>(config, out, options, std::slice::from_ref(device), observer)
+    train_on::<B>(start, out, options, std::slice::from_ref(device), observer)
 }
 
 /// Trains (or resumes) the run in `out` data-parallel over `devices` (one replica each; see
 /// [`crate::parallel`]), reporting to `observer`. The run's `devices` setting must match.
 pub fn train_on<B: AutodiffBackend>(
-    config: &TrainConfig,
+    start: Start,
     out: &Path,
     options: RunOptions,
     devices: &[B::Device],
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
     let dir = RunDir::new(out);
-    let resumed = match options.resume {
-        true => Some(find_resume(&dir, config)?),
-        false => None,
+    let (config, resumed) = match start {
+        Start::Fresh(config) => (config, None),
+        Start::Resume => {
+            let (checkpoint, saved) = find_resume(&dir)?;
+            (saved, Some(checkpoint))
+        }
     };
-    let config = match &resumed {
-        Some((_, saved)) => saved,
-        None => config,
-    };
+    let config = &config;
     config.validate()?;
     if config.devices != devices.len() {
         return Err(TrainError::DeviceCount {
@@ -199,7 +208,7 @@ pub fn train_on<B: AutodiffBackend>(
         loss_scale: config.precision.scaled().then(LossScaler::default),
         ..TrainState::default()
     };
-    if let Some((ckpt, _)) = &resumed {
+    if let Some(ckpt) = &resumed {
         state = checkpoint::read_state(ckpt)?;
         if !state.guides {
             model.drop_guides();
@@ -246,7 +255,7 @@ pub fn train_on<B: AutodiffBackend>(
         peers: devices.len(),
         scaler: state.loss_scale,
     };
-    let resume_optimizer = resumed.as_ref().map(|(p, _)| p.join(checkpoint::OPTIMIZER));
+    let resume_optimizer = resumed.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
     let peers = Peers::start(
         &replica,
         devices,
@@ -258,7 +267,7 @@ pub fn train_on<B: AutodiffBackend>(
     let elapsed_before = state.elapsed_s;
     let mut pending = Pending::new(state.tokens, state.flops);
     let mut stopped_early = false;
-    let mut last_checkpoint = resumed.as_ref().map(|(p, _)| p.clone()).unwrap_or_default();
+    let mut last_checkpoint = resumed.clone().unwrap_or_default();
 
     for step in state.step..plan.total_steps {
         peers.begin(step)?;

@@ -23,7 +23,7 @@ use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use crate::metrics::StepRecord;
 use crate::optim::{clip_factor, clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
 use crate::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
-use crate::train::{self, Budget, Quiet, RunOptions, TrainConfig};
+use crate::train::{self, Budget, Quiet, RunOptions, Start, TrainConfig};
 use crate::TrainError;
 
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
@@ -393,7 +393,7 @@ fn training_learns_far_below_the_unigram_entropy() {
     config.eval_every = 100;
     let out = dir.join("run");
     let summary = train::train::<TB>(
-        &config,
+        Start::Fresh(config.clone()),
         &out,
         RunOptions::default(),
         &Default::default(),
@@ -455,7 +455,7 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
     let device = Default::default();
     let straight = dir.join("straight");
     train::train::<TB>(
-        &config,
+        Start::Fresh(config.clone()),
         &straight,
         RunOptions::default(),
         &device,
@@ -476,14 +476,20 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
         stop_at_step: Some(at),
         ..RunOptions::default()
     };
-    let s = train::train::<TB>(&config, &split, stop(2), &device, &mut Quiet).unwrap();
-    assert!(s.stopped_early && s.steps == 2);
-    let resume = |o: RunOptions| RunOptions { resume: true, ..o };
-    train::train::<TB>(&config, &split, resume(stop(10)), &device, &mut Quiet).unwrap();
-    train::train::<TB>(
-        &config,
+    let s = train::train::<TB>(
+        Start::Fresh(config.clone()),
         &split,
-        resume(RunOptions::default()),
+        stop(2),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    assert!(s.stopped_early && s.steps == 2);
+    train::train::<TB>(Start::Resume, &split, stop(10), &device, &mut Quiet).unwrap();
+    train::train::<TB>(
+        Start::Resume,
+        &split,
+        RunOptions::default(),
         &device,
         &mut Quiet,
     )
@@ -541,9 +547,9 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
     );
     // A finished run has nothing left to resume.
     let e = err_text(train::train::<TB>(
-        &config,
+        Start::Resume,
         &split,
-        resume(RunOptions::default()),
+        RunOptions::default(),
         &device,
         &mut Quiet,
     ));
@@ -557,7 +563,14 @@ fn training_refuses_bad_input() {
     let data = prepared(&dir);
     let device = Default::default();
     let go = |c: &TrainConfig, out: &str, o: RunOptions| {
-        train::train::<TB>(c, &dir.join(out), o, &device, &mut Quiet).map(|_| ())
+        train::train::<TB>(
+            Start::Fresh(c.clone()),
+            &dir.join(out),
+            o,
+            &device,
+            &mut Quiet,
+        )
+        .map(|_| ())
     };
     let ok = small_run(&data, 2);
     let mut c = ok.clone();
@@ -574,11 +587,16 @@ fn training_refuses_bad_input() {
     let mut c = ok.clone();
     c.data = dir.join("nowhere");
     assert!(err_text(go(&c, "r", RunOptions::default())).contains("does not exist"));
-    let resume = RunOptions {
-        resume: true,
-        ..RunOptions::default()
+    let resume = |out: &str| {
+        train::train::<TB>(
+            Start::Resume,
+            &dir.join(out),
+            RunOptions::default(),
+            &device,
+            &mut Quiet,
+        )
     };
-    assert!(err_text(go(&ok, "r", resume)).contains("nothing to resume"));
+    assert!(err_text(resume("r")).contains("nothing to resume"));
     assert!(!dir.join("r").exists(), "refused runs write nothing");
     // A finished run is not overwritten without --force, nor resumed with another model.
     go(&ok, "done", RunOptions::default()).unwrap();
@@ -588,7 +606,13 @@ fn training_refuses_bad_input() {
     let mut other = ok.clone();
     other.model.ffn.fc1 = Structure::Dense;
     other.model_name = "other".into();
-    assert!(err_text(go(&other, "done", resume)).contains("different model"));
+    let e = err_text(train::check_run_model(
+        &dir.join("done"),
+        &other.model_name,
+        &other.model,
+    ));
+    assert!(e.contains("different model"), "{e}");
+    train::check_run_model(&dir.join("done"), &ok.model_name, &ok.model).unwrap();
     // Weights of another model are refused by the checkpoint loader.
     let ckpt = checkpoint::resolve(&dir.join("done")).unwrap();
     let mut model = other.model.init::<IB>(&device).unwrap();
@@ -660,7 +684,7 @@ fn imported_raw_uint16_rows_train_like_shards() {
     let mut config = small_run(&out, 3);
     config.model.vocab_size = 64;
     let s = train::train::<TB>(
-        &config,
+        Start::Fresh(config.clone()),
         &dir.join("run"),
         RunOptions::default(),
         &Default::default(),
@@ -694,9 +718,15 @@ fn a_non_finite_loss_is_caught_when_read_and_never_checkpointed() {
         ..RunOptions::default()
     };
     let _lock = rng_lock();
-    let err = train::train::<TB>(&config, &run, options, &Default::default(), &mut Quiet)
-        .unwrap_err()
-        .to_string();
+    let err = train::train::<TB>(
+        Start::Fresh(config.clone()),
+        &run,
+        options,
+        &Default::default(),
+        &mut Quiet,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("the loss became NaN at step 3"),
         "names the step: {err}"
@@ -729,7 +759,14 @@ fn validation_inside_the_guided_phase_is_what_eval_scores_on_the_checkpoint() {
         stop_at_step: Some(2),
         ..RunOptions::default()
     };
-    let s = train::train::<TB>(&config, &dir.join("run"), stop, &device, &mut Quiet).unwrap();
+    let s = train::train::<TB>(
+        Start::Fresh(config.clone()),
+        &dir.join("run"),
+        stop,
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
     let logged = s.val_loss.unwrap();
     // What `strata eval` computes on the checkpoint of the same step: every guide in use.
     let (model, state) = checkpoint::load_model::<IB>(&s.checkpoint, &device).unwrap();
@@ -827,7 +864,7 @@ fn a_raw_file_changed_after_import_is_refused_and_bad_ids_never_reach_the_model(
     config.model.vocab_size = 64;
     let run = |name: &str| {
         err_text(train::train::<TB>(
-            &config,
+            Start::Fresh(config.clone()),
             &dir.join(name),
             RunOptions::default(),
             &Default::default(),

@@ -22,7 +22,7 @@ use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
 use trainer::precision::Precision;
 use trainer::train::{
-    self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, TrainConfig,
+    self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, Start, TrainConfig,
 };
 use transformer::zoo::Zoo;
 use transformer::{KvCache, Transformer, TransformerConfig};
