@@ -98,6 +98,8 @@ pub struct Summary {
 }
 
 /// Where a run starts.
+// Built once per run: the size of the settings does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Start {
     /// A new run with these settings (a folder holding another run is refused unless
