@@ -76,6 +76,30 @@ pub enum TrainError {
     /// The tokenizer failed or does not fit the data or model.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A run setting with a value it cannot take (`setting` names it as the run config does).
+    #[error("{setting}: {problem}")]
+    Setting {
+        /// The setting (`seq_len`, `budget`, `sgt.ratio`, ...).
+        setting: &'static str,
+        /// What is wrong, with the value.
+        problem: String,
+    },
+    /// A precision the backend cannot compute in.
+    #[error("precision {precision} is not supported by this backend on {device}; use f32, or --backend cpu (burn-flex) / cuda")]
+    PrecisionUnsupported {
+        /// The precision asked for.
+        precision: &'static str,
+        /// The device.
+        device: String,
+    },
+    /// More devices asked for than the backend has.
+    #[error("{asked} devices asked for, but this backend sees {available}")]
+    TooFewDevices {
+        /// Devices asked for.
+        asked: usize,
+        /// Devices the backend has.
+        available: usize,
+    },
     /// A fresh run asked for a folder that holds another run.
     #[error("{} holds another run; pass --resume to continue it or --force to replace it", dir.display())]
     RunExists {

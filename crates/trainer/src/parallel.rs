@@ -389,7 +389,10 @@ pub fn local_devices<B: Backend>(n: usize, share: bool) -> Result<Vec<B::Device>
     let id = first.id();
     let available = B::device_count(id.type_id);
     if n == 0 {
-        return Err(TrainError::Config("--devices must be at least 1".into()));
+        return Err(TrainError::Setting {
+            setting: "devices",
+            problem: "must be at least 1".into(),
+        });
     }
     if n <= available {
         return Ok((0..n)
@@ -404,7 +407,8 @@ pub fn local_devices<B: Backend>(n: usize, share: bool) -> Result<Vec<B::Device>
     if share {
         return Ok(vec![first; n]);
     }
-    Err(TrainError::Config(format!(
-        "{n} devices asked for, but this backend sees {available}"
-    )))
+    Err(TrainError::TooFewDevices {
+        asked: n,
+        available,
+    })
 }

@@ -62,11 +62,10 @@ impl Precision {
     pub fn check<B: Backend>(self, device: &B::Device) -> Result<(), TrainError> {
         match self.compute_dtype() {
             Some(dtype) if !B::supports_dtype(device, DType::from(dtype)) => {
-                Err(TrainError::Config(format!(
-                    "precision {} is not supported by this backend on {device:?}; use f32, \
-                     or --backend cpu (burn-flex) / cuda",
-                    self.name()
-                )))
+                Err(TrainError::PrecisionUnsupported {
+                    precision: self.name(),
+                    device: format!("{device:?}"),
+                })
             }
             _ => Ok(()),
         }

@@ -141,35 +141,61 @@ impl TrainConfig {
 
     /// Checks the settings against each other and the model.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: String| Err(TrainError::Config(m));
+        let bad =
+            |setting: &'static str, problem: String| Err(TrainError::Setting { setting, problem });
         if self.seq_len == 0 || self.seq_len > self.model.max_seq_len {
-            return bad(format!(
-                "sequence length {} must lie in 1..={} (the model's max_seq_len)",
-                self.seq_len, self.model.max_seq_len
-            ));
+            return bad(
+                "seq_len",
+                format!(
+                    "{} must lie in 1..={} (the model's max_seq_len)",
+                    self.seq_len, self.model.max_seq_len
+                ),
+            );
         }
-        if self.batch_size == 0 || self.grad_accum == 0 || self.devices == 0 {
-            return bad("batch size, gradient accumulation and devices must be at least 1".into());
+        for (setting, v) in [
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("devices", self.devices),
+            ("keep", self.keep),
+        ] {
+            if v == 0 {
+                return bad(setting, "must be at least 1".into());
+            }
         }
         match self.budget {
-            Budget::Steps(0) => return bad("the step budget must be at least 1".into()),
+            Budget::Steps(0) => return bad("budget", "the step budget must be at least 1".into()),
             Budget::Tokens(t) if t < (self.global_batch() * self.seq_len) as u64 => {
-                return bad(format!(
-                    "a budget of {t} tokens is less than one step ({} sequences x {} tokens)",
-                    self.global_batch(),
-                    self.seq_len
-                ))
+                return bad(
+                    "budget",
+                    format!(
+                        "{t} tokens is less than one step ({} sequences x {} tokens)",
+                        self.global_batch(),
+                        self.seq_len
+                    ),
+                )
             }
             _ => {}
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!("learning rate {} must be positive", self.lr));
+            return bad("lr", format!("{} must be positive", self.lr));
         }
-        if !(0.0..1.0).contains(&self.warmup_frac) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            return bad("warmup fraction must lie in [0, 1) and the LR floor in [0, 1]".into());
+        if !(0.0..1.0).contains(&self.warmup_frac) {
+            return bad(
+                "warmup_frac",
+                format!("{} must lie in [0, 1)", self.warmup_frac),
+            );
         }
-        if self.clip < 0.0 || self.keep == 0 || self.log_every == 0 {
-            return bad("clip must be >= 0, keep and log-every >= 1".into());
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad(
+                "min_lr_ratio",
+                format!("{} must lie in [0, 1]", self.min_lr_ratio),
+            );
+        }
+        if !(self.clip >= 0.0) {
+            return bad("clip", format!("{} must be >= 0", self.clip));
+        }
+        if self.log_every == 0 {
+            return bad("log_every", "must be at least 1".into());
         }
         self.model.validate()?;
         self.plan()?;

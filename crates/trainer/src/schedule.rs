@@ -90,9 +90,10 @@ impl Plan {
     /// The plan for `base_steps` steps with optional self-guided training.
     pub fn new(base_steps: u64, sgt: Option<&SgtConfig>) -> Result<Self, TrainError> {
         if base_steps == 0 {
-            return Err(TrainError::Config(
-                "the run has no steps: raise the step or token budget".into(),
-            ));
+            return Err(TrainError::Setting {
+                setting: "budget",
+                problem: "the run has no steps: raise the step or token budget".into(),
+            });
         }
         let Some(sgt) = sgt else {
             return Ok(Self {
@@ -104,20 +105,23 @@ impl Plan {
             });
         };
         if !(sgt.ratio > 0.0 && sgt.ratio <= 1.0) {
-            return Err(TrainError::Config(format!(
-                "sgt ratio {} must lie in (0, 1]",
-                sgt.ratio
-            )));
+            return Err(TrainError::Setting {
+                setting: "sgt.ratio",
+                problem: format!("{} must lie in (0, 1]", sgt.ratio),
+            });
         }
         // The reference's int(): floor.
         let g = ((sgt.ratio * base_steps as f64).floor() as u64).max(1);
         if sgt.mode == SgtMode::Fixedstep && g >= base_steps {
-            return Err(TrainError::Config(format!(
-                "fixedstep with sgt ratio {} guides every one of the {base_steps} steps, so the \
-                 guides would never be dropped and the final model would not be the structured \
-                 one; use a ratio below 1 (or fixedflop)",
-                sgt.ratio
-            )));
+            return Err(TrainError::Setting {
+                setting: "sgt.ratio",
+                problem: format!(
+                    "fixedstep with ratio {} guides every one of the {base_steps} steps, so the \
+                     guides would never be dropped and the final model would not be the \
+                     structured one; use a ratio below 1 (or fixedflop)",
+                    sgt.ratio
+                ),
+            });
         }
         Ok(match sgt.mode {
             SgtMode::Fixedstep => Self {
