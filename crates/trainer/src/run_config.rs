@@ -191,7 +191,7 @@ impl TrainConfig {
                 format!("{} must lie in [0, 1]", self.min_lr_ratio),
             );
         }
-        if !(self.clip >= 0.0) {
+        if self.clip.is_nan() || self.clip < 0.0 {
             return bad("clip", format!("{} must be >= 0", self.clip));
         }
         if self.log_every == 0 {
