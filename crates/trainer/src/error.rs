@@ -62,9 +62,6 @@ pub enum TrainError {
     /// The model refused its configuration or input.
     #[error(transparent)]
     Model(#[from] transformer::ModelError),
-    /// Invalid settings (budgets, sequence length, output folder, ...).
-    #[error("{0}")]
-    Config(String),
     /// A checkpoint that cannot be used; `problem` says why.
     #[error("checkpoint {}: {problem}", path.display())]
     Checkpoint {
@@ -83,6 +80,45 @@ pub enum TrainError {
         setting: &'static str,
         /// What is wrong, with the value.
         problem: String,
+    },
+    /// An input file or folder that cannot be used (`problem` says why; it may start with a
+    /// line number).
+    #[error("{}{problem}", path.display())]
+    Input {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong, starting with `: ` or `:LINE: `.
+        problem: String,
+    },
+    /// A data folder that does not exist or holds no prepared data.
+    #[error("{} {problem}; prepare it with `strata data prepare`", dir.display())]
+    NoData {
+        /// The folder.
+        dir: PathBuf,
+        /// "does not exist" or "has no manifest.json".
+        problem: &'static str,
+    },
+    /// A `manifest.json` that cannot be used.
+    #[error("{}: {problem}", path.display())]
+    BadManifest {
+        /// The manifest (or its folder).
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Data of independent rows used with another sequence length.
+    #[error("{} holds rows of {row} tokens: train and evaluate with sequence length {}", dir.display(), row.saturating_sub(1))]
+    RowLength {
+        /// The data folder.
+        dir: PathBuf,
+        /// Tokens per row.
+        row: usize,
+    },
+    /// A data folder that holds prepared data already.
+    #[error("{} already holds prepared data (manifest.json); pass --force to replace it", dir.display())]
+    DataExists {
+        /// The folder.
+        dir: PathBuf,
     },
     /// A precision the backend cannot compute in.
     #[error("precision {precision} is not supported by this backend on {device}; use f32, or --backend cpu (burn-flex) / cuda")]
@@ -166,6 +202,9 @@ pub enum TrainError {
         /// What happened.
         problem: String,
     },
+    /// A data-parallel peer thread that ended without reporting (`stopped`, `panicked`).
+    #[error("a data-parallel peer {0}")]
+    PeerGone(&'static str),
     /// Another device of a data-parallel run failed in this step (its own error says why).
     #[error("another device of the data-parallel run failed at step {step}")]
     PeerFailed {

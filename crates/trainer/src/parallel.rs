@@ -330,9 +330,8 @@ impl Peers {
     /// Tells every peer to run `step`.
     pub fn begin(&self, step: u64) -> Result<(), TrainError> {
         for s in &self.steps {
-            s.send(step).map_err(|_| {
-                TrainError::Config("a data-parallel peer stopped; see its error above".into())
-            })?;
+            s.send(step)
+                .map_err(|_| TrainError::PeerGone("stopped; see its error above"))?;
         }
         Ok(())
     }
@@ -346,7 +345,7 @@ impl Peers {
         for h in self.handles {
             match h.join() {
                 Err(_) => {
-                    own.get_or_insert(TrainError::Config("a data-parallel peer panicked".into()));
+                    own.get_or_insert(TrainError::PeerGone("panicked"));
                 }
                 Ok(Err(TrainError::PeerFailed { .. })) | Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -370,9 +369,7 @@ impl Peers {
             .map_err(collective_error)
             .err();
         for h in self.handles {
-            let result = h.join().unwrap_or_else(|_| {
-                Err(TrainError::Config("a data-parallel peer panicked".into()))
-            });
+            let result = h.join().unwrap_or(Err(TrainError::PeerGone("panicked")));
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }

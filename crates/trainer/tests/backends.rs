@@ -293,7 +293,7 @@ fn the_training_loop_runs_on_the_gpu() {
     });
     let gpu = Default::default();
     let summary = train::train::<Autodiff<Gpu>>(
-        &config,
+        Start::Fresh(config.clone()),
         &dir.join("run"),
         RunOptions::default(),
         &gpu,
