@@ -141,19 +141,19 @@ impl<B: Backend> KvCache<B> {
         t: usize,
     ) -> Result<usize, ModelError> {
         if self.layers.len() != n_layers || self.max_seq_len != max_seq_len {
-            return Err(ModelError::CacheMismatch(format!(
-                "cache for {} layers / {} positions, model has {} / {}",
-                self.layers.len(),
-                self.max_seq_len,
-                n_layers,
-                max_seq_len
-            )));
+            return Err(ModelError::CacheForOtherModel {
+                cache_layers: self.layers.len(),
+                cache_positions: self.max_seq_len,
+                model_layers: n_layers,
+                model_positions: max_seq_len,
+            });
         }
         if let Some(batch) = self.batch {
             if batch != b && self.len > 0 {
-                return Err(ModelError::CacheMismatch(format!(
-                    "cache holds a batch of {batch}, got {b}"
-                )));
+                return Err(ModelError::CacheBatch {
+                    cached: batch,
+                    given: b,
+                });
             }
         }
         if t == 0 {

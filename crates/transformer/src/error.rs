@@ -30,9 +30,34 @@ pub enum ModelError {
         /// Positions available.
         capacity: usize,
     },
-    /// A KV cache that belongs to a different model or batch.
-    #[error("KV cache mismatch: {0}")]
-    CacheMismatch(String),
+    /// A KV cache made for a model of another shape.
+    #[error("KV cache mismatch: cache for {cache_layers} layers / {cache_positions} positions, model has {model_layers} / {model_positions}")]
+    CacheForOtherModel {
+        /// Layers the cache holds.
+        cache_layers: usize,
+        /// The context the cache was made for.
+        cache_positions: usize,
+        /// The model's layers.
+        model_layers: usize,
+        /// The model's `max_seq_len`.
+        model_positions: usize,
+    },
+    /// A KV cache holding another batch size.
+    #[error("KV cache mismatch: cache holds a batch of {cached}, got {given}")]
+    CacheBatch {
+        /// The batch size cached.
+        cached: usize,
+        /// The batch size of the call.
+        given: usize,
+    },
+    /// Values that could not be read back from the device.
+    #[error("reading {what} back from the device: {problem}")]
+    Readback {
+        /// What was read.
+        what: &'static str,
+        /// The backend's error.
+        problem: String,
+    },
     /// A token id outside the vocabulary.
     #[error("token id {id} is outside the vocabulary (vocab_size {vocab_size})")]
     TokenOutOfRange {

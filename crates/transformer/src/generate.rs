@@ -296,7 +296,10 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
             .into_data()
             .convert::<f32>()
             .to_vec()
-            .map_err(|e| ModelError::invalid("logits", format!("{e:?}")))?;
+            .map_err(|e| ModelError::Readback {
+                what: "logits",
+                problem: format!("{e:?}"),
+            })?;
         let next = sampler.sample(&last);
         out.push(next);
         if config.stop_token == Some(next) {

@@ -216,7 +216,13 @@ fn the_cache_refuses_to_overflow_and_resets() {
     let err = model
         .forward_cached(tokens(&sequence(4, 50, 0), 2), &mut cache)
         .unwrap_err();
-    assert!(matches!(err, ModelError::CacheMismatch(_)));
+    assert_eq!(
+        err,
+        ModelError::CacheBatch {
+            cached: 1,
+            given: 2
+        }
+    );
     cache.reset();
     assert!(cache.is_empty());
     model
