@@ -292,14 +292,14 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
         let logits = model.forward_cached(tokens, &mut cache)?;
         let [_, t, v] = logits.dims();
         let last = logits.narrow(1, t - 1, 1).reshape([v]);
-        let last: Vec<f32> = last
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| ModelError::Readback {
-                what: "logits",
-                problem: format!("{e:?}"),
-            })?;
+        let last: Vec<f32> =
+            last.into_data()
+                .convert::<f32>()
+                .to_vec()
+                .map_err(|e| ModelError::Readback {
+                    what: "logits",
+                    problem: format!("{e:?}"),
+                })?;
         let next = sampler.sample(&last);
         out.push(next);
         if config.stop_token == Some(next) {
