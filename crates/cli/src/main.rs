@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod data;
 mod infer;
+mod progress;
 mod train;
 mod watchdog;
 mod zoo;
