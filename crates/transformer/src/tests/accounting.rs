@@ -1,0 +1,54 @@
+//! Accounting: FLOPs as the paper counts them, MFU.
+
+use super::*;
+
+#[test]
+fn mfu_is_achieved_over_peak_flops() {
+    use crate::accounting::mfu;
+    assert_eq!(mfu(3e12, 2.0, 3e12), 0.5);
+    assert_eq!(mfu(1.0, 0.0, 1.0), 0.0);
+    assert_eq!(mfu(1.0, 1.0, 0.0), 0.0);
+}
+
+#[test]
+fn training_flops_follow_the_paper() {
+    let zoo = Zoo::builtin().unwrap();
+    let flops = |name: &str, tokens: f64| {
+        let steps = (tokens / 524_288.0).floor() as u64;
+        training_flops(&zoo.get(name).unwrap().config, steps * 524_288, 1024, false)
+    };
+    for (name, tokens, expected) in [
+        ("xl-dense", 25.5e9, 2.102e20),
+        ("xl-lowrank-r1024", 25.5e9, 1.660e20),
+        ("xl-lowrank-r512", 25.5e9, 1.291e20),
+        ("s-dense", 2.2e9, 1.695e18),
+        ("m-dense", 6.7e9, 1.548e19),
+        ("l-dense", 14.58e9, 7.034e19),
+        ("m-wide-lowrank-r512", 10.58e9, 1.551e19),
+    ] {
+        let f = flops(name, tokens);
+        assert!(
+            (f / expected - 1.0).abs() < 5e-4,
+            "{name}: {f:.4e} vs {expected:.3e}"
+        );
+    }
+    // The causal-aware count halves (almost) the score term only.
+    let c = &zoo.get("s-dense").unwrap().config;
+    let (full, causal) = (
+        forward_flops(c, 1024, false, false),
+        forward_flops(c, 1024, true, false),
+    );
+    assert_eq!(
+        causal.attention_scores * 2,
+        full.attention_scores + 4 * 12 * 768
+    );
+    assert_eq!(causal.ffn, full.ffn);
+    // Guides add their dense weights to the FFN term.
+    let mut guided = zoo.get("s-lowrank-r192").unwrap().config.clone();
+    guided.self_guided = true;
+    let (plain, with) = (
+        forward_flops(&guided, 1024, false, false),
+        forward_flops(&guided, 1024, false, true),
+    );
+    assert_eq!(with.ffn - plain.ffn, 2 * 11 * 2 * 768 * 3072);
+}

@@ -1,0 +1,161 @@
+//! Tests of the transformer on the CPU (burn-ndarray, f64), one file per concern; this one holds
+//! the shared helpers (seeded backend, value extraction, small configs and token sequences).
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use structured_linear::Structure;
+
+use crate::accounting::{forward_flops, params, training_flops};
+use crate::zoo::{Zoo, ZooError};
+use crate::*;
+
+type TB = NdArray<f64>;
+type AB = Autodiff<NdArray<f64>>;
+
+/// The backend's random generator is global: tests that draw from it hold this lock.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn seeded<B: Backend>(seed: u64) -> std::sync::MutexGuard<'static, ()> {
+    let guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(&Default::default(), seed);
+    guard
+}
+
+fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn tokens<B: Backend>(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
+    let t = ids.len() / batch;
+    Tensor::from_data(
+        TensorData::new(ids.to_vec(), [batch, t]),
+        &Default::default(),
+    )
+}
+
+/// A small config; `f` adjusts it.
+fn small(f: impl FnOnce(&mut TransformerConfig)) -> TransformerConfig {
+    let mut c = TransformerConfig {
+        vocab_size: 50,
+        d_model: 32,
+        d_attn: 32,
+        d_ff: 64,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 4,
+        max_seq_len: 16,
+        norm: NormKind::LayerNorm,
+        norm_placement: NormPlacement::Pre,
+        final_norm: true,
+        activation: ActivationKind::Gelu,
+        bias: true,
+        position: Position::default(),
+        tie_embeddings: true,
+        head_bias: false,
+        init_std: 0.1,
+        dropout: 0.0,
+        attn_dropout: 0.0,
+        ffn: FfnStructure::default(),
+        attention: AttentionStructure::default(),
+        self_guided: false,
+    };
+    f(&mut c);
+    c.validate().unwrap();
+    c
+}
+
+fn lowrank(rank: usize) -> Structure {
+    Structure::LowRank { rank }
+}
+
+/// The configurations the equivalence tests run over.
+fn variants() -> Vec<(&'static str, TransformerConfig)> {
+    vec![
+        ("dense", small(|_| {})),
+        (
+            "lowrank",
+            small(|c| {
+                c.ffn.fc1 = lowrank(8);
+                c.ffn.fc2 = lowrank(8);
+            }),
+        ),
+        (
+            "blockshuffle",
+            small(|c| {
+                c.ffn.fc1 = Structure::BlockShuffle { n_blocks: 4 };
+                c.ffn.fc2 = Structure::BlockShuffle { n_blocks: 4 };
+                c.ffn.dense_first_layer = false;
+            }),
+        ),
+        (
+            "gqa",
+            small(|c| {
+                c.n_kv_heads = 2;
+                c.d_attn = 48;
+                c.n_heads = 4;
+            }),
+        ),
+        (
+            "lpa",
+            small(|c| {
+                c.attention = AttentionStructure {
+                    q: lowrank(8),
+                    k: lowrank(8),
+                    v: lowrank(8),
+                    o: lowrank(8),
+                    ..Default::default()
+                };
+                c.norm = NormKind::RmsNorm;
+                c.activation = ActivationKind::SwiGlu;
+                c.bias = false;
+                c.tie_embeddings = false;
+                c.head_bias = true;
+            }),
+        ),
+        (
+            "lpa-370m-style",
+            small(|c| {
+                c.attention = AttentionStructure {
+                    q: lowrank(8),
+                    k: lowrank(8),
+                    v: lowrank(8),
+                    o: lowrank(8),
+                    lowrank_bias_first: true,
+                    init: None,
+                };
+                c.norm_placement = NormPlacement::BranchOutput;
+                c.final_norm = false;
+                c.activation = ActivationKind::Relu;
+                c.position = Position::Learned;
+                c.tie_embeddings = false;
+                c.head_bias = true;
+            }),
+        ),
+    ]
+}
+
+fn sequence(n: usize, vocab: usize, salt: usize) -> Vec<i64> {
+    (0..n)
+        .map(|i| ((i * 7 + salt * 13 + 3) % vocab) as i64)
+        .collect()
+}
+
+mod accounting;
+mod attention;
+mod cache;
+mod generation;
+mod learning;
+mod merge;
+mod zoo;
