@@ -1,0 +1,34 @@
+//! Data: `data prepare` (text files, folders of them or JSON lines -> a tokenizer, trained
+//! byte-level BPE or the user's, token shards split by whole document, and a manifest), the
+//! manifest's reader, and `data import` of raw uint16 token files.
+//!
+//! Documents are read one at a time (a text file is one document, a JSON line is one
+//! document), so memory does not grow with the corpus: BPE training keeps word counts, and
+//! encoding streams into shards of a bounded size.
+
+mod import;
+mod manifest;
+mod prepare;
+mod sources;
+mod tokenizer;
+
+pub use import::import_raw;
+pub use manifest::{FileCheck, FileFormat, Manifest, Split};
+pub use prepare::{prepare, PrepareConfig};
+pub use tokenizer::{find_eot, load_tokenizer, TokenizerSource};
+
+/// The manifest's file name inside a data folder.
+pub const MANIFEST: &str = "manifest.json";
+/// The tokenizer's file name inside a data folder (and a checkpoint).
+pub const TOKENIZER: &str = "tokenizer.json";
+/// The end-of-text token of tokenizers trained here.
+pub const EOT: &str = "<|endoftext|>";
+/// Names tried, in order, for the end-of-text token of a user's tokenizer.
+const EOT_CANDIDATES: &[&str] = &[
+    EOT,
+    "</s>",
+    "<eos>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "[SEP]",
+];

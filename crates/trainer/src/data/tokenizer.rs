@@ -1,0 +1,118 @@
+//! Tokenizers: the source of a preparation's tokenizer, loading a `tokenizer.json`, training a
+//! byte-level BPE on the training documents, and finding the end-of-text token.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+use super::prepare::PrepareConfig;
+use super::sources::{for_each_document, is_validation, Source};
+use super::{EOT, EOT_CANDIDATES};
+use crate::error::TrainError;
+
+/// Where the tokenizer comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenizerSource {
+    /// Train a byte-level BPE of this many tokens (special tokens included) on the training
+    /// split.
+    Train {
+        /// Vocabulary size.
+        vocab_size: usize,
+    },
+    /// Load a `tokenizer.json`.
+    File(PathBuf),
+}
+
+/// Loads a `tokenizer.json`.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, TrainError> {
+    if !path.is_file() {
+        return Err(TrainError::Tokenizer(format!(
+            "{} does not exist",
+            path.display()
+        )));
+    }
+    Tokenizer::from_file(path)
+        .map_err(|e| TrainError::Tokenizer(format!("{}: cannot load: {e}", path.display())))
+}
+
+/// Trains a byte-level BPE (GPT-2 style: bytes as the initial alphabet, no prefix space) on the
+/// training documents, with [`EOT`] as its one special token.
+pub(super) fn train_tokenizer(
+    sources: &[Source],
+    config: &PrepareConfig,
+    vocab_size: usize,
+) -> Result<Tokenizer, TrainError> {
+    let alphabet = ByteLevel::alphabet();
+    if vocab_size < alphabet.len() + 2 {
+        return Err(TrainError::Setting {
+            setting: "vocab_size",
+            problem: format!(
+                "{vocab_size} is too small: a byte-level BPE needs at least {}",
+                alphabet.len() + 2
+            ),
+        });
+    }
+    let byte_level = ByteLevel::new(false, true, true);
+    let mut tokenizer = Tokenizer::new(BPE::default());
+    tokenizer
+        .with_pre_tokenizer(Some(byte_level))
+        .with_decoder(Some(byte_level))
+        .with_post_processor(Some(byte_level));
+    let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(vec![AddedToken::from(EOT, true)])
+        .initial_alphabet(alphabet.into_iter().collect::<HashSet<char>>())
+        .build()
+        .into();
+    // The tokenizer pulls documents from an iterator; a reading error ends the iteration and is
+    // reported after training.
+    let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(64);
+    std::thread::scope(|scope| {
+        let failure = &failure;
+        scope.spawn(move || {
+            let result = for_each_document(sources, &config.text_field, |i, text| {
+                if !is_validation(i, config.val_every) && tx.send(text).is_err() {
+                    return Err(TrainError::Tokenizer("training stopped early".into()));
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                *failure.lock().expect("no panics while locked") = Some(e);
+            }
+        });
+        tokenizer
+            .train(&mut trainer, rx.into_iter())
+            .map(|_| ())
+            .map_err(|e| TrainError::Tokenizer(e.to_string()))
+    })?;
+    if let Some(e) = failure.into_inner().expect("no panics while locked") {
+        return Err(e);
+    }
+    Ok(tokenizer)
+}
+
+/// The end-of-text token of `tokenizer`: the one named, or the first of the usual names
+/// (`<|endoftext|>`, `</s>`, `<eos>`, ...) it has.
+pub fn find_eot(tokenizer: &Tokenizer, name: Option<&str>) -> Result<u32, TrainError> {
+    match name {
+        Some(n) => tokenizer.token_to_id(n).ok_or_else(|| {
+            TrainError::Tokenizer(format!("the tokenizer has no token {n:?} (--eot)"))
+        }),
+        None => EOT_CANDIDATES
+            .iter()
+            .find_map(|n| tokenizer.token_to_id(n))
+            .ok_or_else(|| {
+                TrainError::Tokenizer(format!(
+                    "the tokenizer has none of the end-of-text tokens {EOT_CANDIDATES:?}; name one with --eot"
+                ))
+            }),
+    }
+}
