@@ -123,37 +123,14 @@ impl<B: Backend> AdamW<B> {
     }
 
     /// One update of every parameter that has a gradient in `grads`, with learning rate `lr`
-    /// and the gradients multiplied by `grad_scale` first (the clipping factor).
-    pub fn step<AB, M>(&mut self, model: M, grads: &GradientsParams, lr: f64, grad_scale: f64) -> M
-    where
-        AB: AutodiffBackend<InnerBackend = B>,
-        M: AutodiffModule<AB>,
-    {
-        self.update(model, grads, lr, GradScale::Host(grad_scale))
-    }
-
-    /// [`AdamW::step`] with the gradient factor held on the device (`[1]`), so that a factor
-    /// computed from the gradients (clipping) never has to be read back.
-    pub fn step_scaled<AB, M>(
+    /// and the gradients multiplied by `grad_scale` (`[1]`, on the device: the clipping factor
+    /// is computed from the gradients there and never read back) first.
+    pub fn step<AB, M>(
         &mut self,
         model: M,
         grads: &GradientsParams,
         lr: f64,
         grad_scale: Tensor<B, 1>,
-    ) -> M
-    where
-        AB: AutodiffBackend<InnerBackend = B>,
-        M: AutodiffModule<AB>,
-    {
-        self.update(model, grads, lr, GradScale::Device(grad_scale))
-    }
-
-    fn update<AB, M>(
-        &mut self,
-        model: M,
-        grads: &GradientsParams,
-        lr: f64,
-        grad_scale: GradScale<B>,
     ) -> M
     where
         AB: AutodiffBackend<InnerBackend = B>,
@@ -288,19 +265,11 @@ fn burn_dtype(dtype: safetensors::Dtype) -> Option<DType> {
     })
 }
 
-/// The factor gradients are multiplied by before an update.
-enum GradScale<B: Backend> {
-    /// A number known on the host.
-    Host(f64),
-    /// A `[1]` tensor on the device.
-    Device(Tensor<B, 1>),
-}
-
 struct Updater<'a, AB: AutodiffBackend> {
     optim: &'a mut AdamW<AB::InnerBackend>,
     grads: &'a GradientsParams,
     lr: f64,
-    grad_scale: GradScale<AB::InnerBackend>,
+    grad_scale: Tensor<AB::InnerBackend, 1>,
     path: PathStack,
 }
 
@@ -323,10 +292,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let w = tensor.inner().reshape([n]);
-        let g = match &self.grad_scale {
-            GradScale::Host(f) => grad.reshape([n]).mul_scalar(*f),
-            GradScale::Device(f) => grad.reshape([n]) * f.clone().expand([n]),
-        };
+        let g = grad.reshape([n]) * self.grad_scale.clone().expand([n]);
         let key = self.path.path();
         let (m, v) = match self.optim.moments.remove(&key) {
             Some(Moments { m, v }) => (
@@ -411,9 +377,10 @@ pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     }
 }
 
-/// [`clip_factor`] on the device, divided by `loss_scale`: the factor that turns gradients of a
-/// loss multiplied by `loss_scale`, of global norm `scaled_norm` (`[1]`), into clipped
-/// gradients of the loss.
+/// The factor that turns gradients of a loss multiplied by `loss_scale`, of global norm
+/// `scaled_norm` (`[1]`, on the device), into gradients of the loss clipped to global norm
+/// `max_norm` (PyTorch's `min(1, max_norm / (norm + 1e-6))`; no clipping when
+/// `max_norm <= 0`), computed on the device.
 pub fn clip_scale<B: Backend>(
     scaled_norm: Tensor<B, 1>,
     max_norm: f64,
@@ -430,13 +397,4 @@ pub fn clip_scale<B: Backend>(
         .mul_scalar(max_norm)
         .clamp_max(1.0)
         .div_scalar(loss_scale)
-}
-
-/// The factor that brings a gradient of global norm `norm` down to `max_norm`
-/// (PyTorch: `min(1, max_norm / (norm + 1e-6))`); 1 when clipping is off (`max_norm <= 0`).
-pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
-    if max_norm <= 0.0 {
-        return 1.0;
-    }
-    (max_norm / (norm + 1e-6)).min(1.0)
 }

@@ -25,8 +25,6 @@ struct Entry<B: Backend> {
     logged: bool,
     loss: Tensor<B, 1>,
     grad_norm: Tensor<B, 1>,
-    /// A scaled (f16) step: a non-finite gradient norm is an expected, skipped step.
-    scaled: bool,
 }
 
 /// Steps run but not yet read.
@@ -56,14 +54,12 @@ impl<B: Backend> Pending<B> {
         logged: bool,
         loss: Tensor<B, 1>,
         grad_norm: Tensor<B, 1>,
-        scaled: bool,
     ) {
         self.entries.push(Entry {
             record,
             logged,
             loss,
             grad_norm,
-            scaled,
         });
     }
 
@@ -114,7 +110,8 @@ impl<B: Backend> Pending<B> {
                 let (what, value) = ("loss", loss);
                 return Err(TrainError::NonFinite { what, value, step });
             }
-            if !grad_norm.is_finite() && !e.scaled {
+            // A scaled (f16) step with a non-finite norm is an expected, skipped step.
+            if !grad_norm.is_finite() && e.record.loss_scale.is_none() {
                 let (what, value) = ("gradients", grad_norm);
                 return Err(TrainError::NonFinite { what, value, step });
             }

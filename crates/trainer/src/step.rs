@@ -141,7 +141,7 @@ pub fn apply_update<B: AutodiffBackend>(
         }
     }
     let factor = clip_scale(scaled_norm, clip, compute.loss_scale);
-    let model = optim.step_scaled(model, grads, lr, factor);
+    let model = optim.step(model, grads, lr, factor);
     (
         model,
         Update {

@@ -322,13 +322,7 @@ pub fn train_on<B: AutodiffBackend>(
         if options.poison_at == Some(step) {
             done.loss = done.loss.mul_scalar(f64::NAN);
         }
-        pending.push(
-            record,
-            logged,
-            done.loss,
-            done.grad_norm,
-            loss_scale.is_some(),
-        );
+        pending.push(record, logged, done.loss, done.grad_norm);
         if eval_now || checkpoint_now || pending.due() {
             let mut records = pending.read(config.peak_flops)?;
             if eval_now {
