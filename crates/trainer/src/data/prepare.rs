@@ -161,7 +161,9 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
     }
     claim_output(&config.out, config.force)?;
     let mut tokenizer = match &config.tokenizer {
-        TokenizerSource::Train { vocab_size } => train_tokenizer(&sources, config, *vocab_size)?,
+        TokenizerSource::Train { vocab_size } => {
+            train_tokenizer(&sources, &config.text_field, config.val_every, *vocab_size)?
+        }
         TokenizerSource::File(path) => load_tokenizer(path)?,
     };
     let eot_id = find_eot(

@@ -10,7 +10,6 @@ use tokenizers::models::TrainerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
-use super::prepare::PrepareConfig;
 use super::sources::{for_each_document, is_validation, Source};
 use super::{EOT, EOT_CANDIDATES};
 use crate::error::TrainError;
@@ -41,10 +40,12 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, TrainError> {
 }
 
 /// Trains a byte-level BPE (GPT-2 style: bytes as the initial alphabet, no prefix space) on the
-/// training documents, with [`EOT`] as its one special token.
+/// training documents (JSON lines read from `text_field`, document `i` held out when
+/// [`is_validation`]`(i, val_every)`), with [`EOT`] as its one special token.
 pub(super) fn train_tokenizer(
     sources: &[Source],
-    config: &PrepareConfig,
+    text_field: &str,
+    val_every: usize,
     vocab_size: usize,
 ) -> Result<Tokenizer, TrainError> {
     let alphabet = ByteLevel::alphabet();
@@ -78,8 +79,8 @@ pub(super) fn train_tokenizer(
     std::thread::scope(|scope| {
         let failure = &failure;
         scope.spawn(move || {
-            let result = for_each_document(sources, &config.text_field, |i, text| {
-                if !is_validation(i, config.val_every) && tx.send(text).is_err() {
+            let result = for_each_document(sources, text_field, |i, text| {
+                if !is_validation(i, val_every) && tx.send(text).is_err() {
                     return Err(TrainError::Tokenizer("training stopped early".into()));
                 }
                 Ok(())
