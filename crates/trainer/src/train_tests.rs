@@ -6,7 +6,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use rand::SeedableRng;
 
@@ -15,7 +14,6 @@ use burn::optim::GradientsParams;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use structured_linear::Structure;
 use test_support::{grammar_corpus, Scratch};
-use transformer::zoo::Zoo;
 use transformer::TransformerConfig;
 
 use crate::checkpoint;
@@ -29,11 +27,7 @@ use crate::TrainError;
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 type IB = burn::backend::NdArray<f32>;
 
-/// Serialises tests that seed burn's backend RNG (it is global to the backend).
-pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use test_support::rng_lock;
 
 pub(crate) fn scratch(name: &str) -> Scratch {
     Scratch::new(&format!("train-{name}"))
@@ -48,21 +42,15 @@ pub(crate) fn prepared(dir: &Path) -> PathBuf {
     dir.join("data")
 }
 
-/// A small LowRank model for `vocab` tokens: width 32, 2 layers, context 32.
+/// The harness's shrunk model as LowRank r8 FFN for `vocab` tokens: width 32, d_ff 128, 2 heads,
+/// 2 layers, context 32.
 pub(crate) fn small_model(vocab: usize) -> TransformerConfig {
-    let mut c = Zoo::builtin()
-        .unwrap()
-        .get("tiny-lowrank-r32")
-        .unwrap()
-        .config
-        .clone();
+    let mut c: TransformerConfig = test_support::small_model();
     c.vocab_size = vocab;
-    c.d_model = 32;
-    c.d_attn = 32;
+    c.init_std = 0.02;
     c.d_ff = 128;
     c.n_heads = 2;
     c.n_kv_heads = 2;
-    c.n_layers = 2;
     c.max_seq_len = 32;
     c.ffn.fc1 = Structure::LowRank { rank: 8 };
     c.ffn.fc2 = Structure::LowRank { rank: 8 };

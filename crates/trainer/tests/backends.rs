@@ -12,50 +12,20 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
-use burn::module::Module;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
-use test_support::{pattern_corpus, scalar, Scratch};
+use test_support::{
+    assert_close, copy_weights, max_abs_diff, pattern_corpus, scalar, small_model, values, Cpu,
+    Gpu, Scratch,
+};
 use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
 use trainer::precision::Precision;
 use trainer::train::{
     self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, Start, TrainConfig,
 };
-use transformer::zoo::Zoo;
 use transformer::{KvCache, Transformer, TransformerConfig};
-
-type Cpu = burn::backend::NdArray<f32>;
-#[cfg(feature = "test-cuda")]
-type Gpu = burn::backend::Cuda;
-#[cfg(not(feature = "test-cuda"))]
-type Gpu = burn::backend::Wgpu;
-
-/// Copies the weights of `from` (any backend) into `to` through safetensors bytes.
-fn copy_weights<B1: Backend, B2: Backend, M1: Module<B1>, M2: Module<B2>>(from: &M1, to: &mut M2) {
-    let mut out = SafetensorsStore::from_bytes(None);
-    from.save_into(&mut out).unwrap();
-    let mut input = SafetensorsStore::from_bytes(Some(out.get_bytes().unwrap()));
-    let result = to.load_from(&mut input).unwrap();
-    assert!(
-        result.errors.is_empty() && result.missing.is_empty(),
-        "{result:?}"
-    );
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn structured_layers_match_the_cpu() {
@@ -82,12 +52,8 @@ fn structured_layers_match_the_cpu() {
         copy_weights(&layer, &mut on_gpu);
         let want = values(layer.forward(x.clone()));
         let got = values(on_gpu.forward(xg.clone()));
-        assert!(
-            max_diff(&want, &got) < 1e-4,
-            "{structure:?}: {}",
-            max_diff(&want, &got)
-        );
-        let merged = max_diff(
+        assert_close(&want, &got, 1e-4, &format!("{structure:?}"));
+        let merged = max_abs_diff(
             &values(layer.merged_weight()),
             &values(on_gpu.merged_weight()),
         );
@@ -97,7 +63,7 @@ fn structured_layers_match_the_cpu() {
         let mut sg_gpu = SelfGuided::guided(on_gpu, false);
         sg.set_alpha(0.3).unwrap();
         sg_gpu.set_alpha(0.3).unwrap();
-        let d = max_diff(
+        let d = max_abs_diff(
             &values(sg.forward(x.clone())),
             &values(sg_gpu.forward(xg.clone())),
         );
@@ -105,22 +71,12 @@ fn structured_layers_match_the_cpu() {
     }
 }
 
-/// A small GQA model with LowRank FFN and LowRank attention (LPA) projections.
+/// The harness's shrunk model as GQA (2 kv heads) with LowRank FFN and LowRank attention (LPA) projections.
 fn small_config(vocab: usize) -> TransformerConfig {
-    let mut c = Zoo::builtin()
-        .unwrap()
-        .get("tiny-gqa")
-        .unwrap()
-        .config
-        .clone();
+    let mut c: TransformerConfig = small_model();
     c.vocab_size = vocab;
-    c.d_model = 32;
-    c.d_attn = 32;
-    c.d_ff = 64;
-    c.n_heads = 4;
+    c.init_std = 0.02;
     c.n_kv_heads = 2;
-    c.n_layers = 2;
-    c.max_seq_len = 16;
     c.ffn.fc1 = Structure::LowRank { rank: 8 };
     c.ffn.fc2 = Structure::LowRank { rank: 8 };
     c.attention.q = Structure::LowRank { rank: 8 };
@@ -150,18 +106,10 @@ fn model_logits_and_cached_decoding_match_the_cpu() {
     copy_weights(&model, &mut on_gpu);
     let want = values(model.forward(tokens(2, 12, 64, &cpu)).unwrap());
     let got = values(on_gpu.forward(tokens(2, 12, 64, &gpu)).unwrap());
-    assert!(
-        max_diff(&want, &got) < 1e-3,
-        "logits: {}",
-        max_diff(&want, &got)
-    );
+    assert_close(&want, &got, 1e-3, "logits");
     // Pre-merged on the GPU: the same function.
     let merged = values(on_gpu.merged().forward(tokens(2, 12, 64, &gpu)).unwrap());
-    assert!(
-        max_diff(&want, &merged) < 1e-3,
-        "merged: {}",
-        max_diff(&want, &merged)
-    );
+    assert_close(&want, &merged, 1e-3, "merged");
     // Cached decoding on the GPU: a prefill of 8, then one token at a time.
     let all = tokens::<Gpu>(2, 12, 64, &gpu);
     let mut cache = KvCache::new(&config);
@@ -176,11 +124,7 @@ fn model_logits_and_cached_decoding_match_the_cpu() {
         );
     }
     let cached = values(Tensor::cat(parts, 1));
-    assert!(
-        max_diff(&got, &cached) < 1e-3,
-        "cached: {}",
-        max_diff(&got, &cached)
-    );
+    assert_close(&got, &cached, 1e-3, "cached");
 }
 
 #[test]

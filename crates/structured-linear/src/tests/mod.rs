@@ -2,13 +2,16 @@
 //! the index-by-index BlockShuffle reference, gradient checks, initialisations, factorisation,
 //! self-guided mixing, accounting and configuration); this one holds the shared helpers.
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::Autodiff;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use faer::Mat;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use test_support::{rel_err, seeded, values};
+
+use test_support::Cpu64;
 
 use crate::{
     ConfigError, Init, LayerError, SelfGuided, Structure, StructuredLinear, StructuredLinearConfig,
@@ -16,30 +19,9 @@ use crate::{
 
 // Every test runs in f64: burn keys a device's default float type by device, and NdArray<f32>
 // and NdArray<f64> share one device, so mixing them in one process races on that setting.
-type TB = NdArray<f64>;
-type TB64 = NdArray<f64>;
-type GradB = Autodiff<NdArray<f64>>;
-
-/// The backends' random generators are global: tests that draw from them take this lock first so
-/// that a seed always gives the same numbers, whatever else runs in parallel.
-static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn seeded<B: Backend>(device: &B::Device, seed: u64) -> std::sync::MutexGuard<'static, ()> {
-    let guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    B::seed(device, seed);
-    guard
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| y * y).sum();
-    (diff / norm.max(1e-300)).sqrt()
-}
+type TB = Cpu64;
+type TB64 = Cpu64;
+type GradB = Autodiff<Cpu64>;
 
 fn frob(a: &[f64]) -> f64 {
     a.iter().map(|x| x * x).sum::<f64>().sqrt()

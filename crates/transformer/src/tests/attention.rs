@@ -132,8 +132,7 @@ fn grouped_query_attention_matches_a_direct_computation() {
                 .forward(x.clone(), &model.positions, 0, None),
         );
         let direct = direct_attention(&model, &values(x), t);
-        let diff = max_abs_diff(&fast, &direct);
-        assert!(diff < 1e-10, "n_kv_heads {n_kv_heads}: {diff}");
+        assert_close(&fast, &direct, 1e-10, &format!("n_kv_heads {n_kv_heads}"));
     }
 }
 
@@ -176,7 +175,7 @@ fn attention_dropout_acts_while_training_only() {
         values(x.forward(tokens::<TB>(&ids, 1)).unwrap()),
         values(y.forward(tokens::<TB>(&ids, 1)).unwrap()),
     );
-    assert!(max_abs_diff(&x, &y) < 1e-12);
+    assert_close(&x, &y, 1e-12, "inference with vs without attention dropout");
     // Out of range is refused, naming the field.
     let mut bad = small(|_| {});
     bad.attn_dropout = 1.0;

@@ -34,8 +34,7 @@ fn cached_decoding_equals_the_full_causal_forward() {
                 assembled[(b * 10 + t) * v..(b * 10 + t + 1) * v].copy_from_slice(src);
             }
         }
-        let diff = max_abs_diff(&assembled, &full);
-        assert!(diff < 1e-9, "{name}: cached vs full differ by {diff}");
+        assert_close(&assembled, &full, 1e-9, &format!("{name}: cached vs full"));
     }
 }
 
@@ -106,7 +105,12 @@ fn a_cache_of_fixed_capacity_decodes_like_the_full_forward_on_fixed_shapes() {
         // Every layer's buffers keep the capacity's shape: written in place, never grown.
         shapes.extend(cache.layers.iter().map(|l| l.shapes()));
     }
-    assert!(max_abs_diff(&pieces, &full) < 1e-9);
+    assert_close(
+        &pieces,
+        &full,
+        1e-9,
+        "decoded in pieces vs the full forward",
+    );
     assert!(
         shapes.iter().all(|s| *s == Some([[1, 2, 9, 8]; 2])),
         "{shapes:?}"
@@ -126,8 +130,18 @@ fn a_cache_of_fixed_capacity_decodes_like_the_full_forward_on_fixed_shapes() {
     cache.reset();
     let two = [ids[..4].to_vec(), ids[..4].to_vec()].concat();
     let again = values(model.forward_cached(tokens(&two, 2), &mut cache).unwrap());
-    assert!(max_abs_diff(&again[..4 * v], &full[..4 * v]) < 1e-9);
-    assert!(max_abs_diff(&again[4 * v..], &full[..4 * v]) < 1e-9);
+    assert_close(
+        &again[..4 * v],
+        &full[..4 * v],
+        1e-9,
+        "the first row after the cache is reset",
+    );
+    assert_close(
+        &again[4 * v..],
+        &full[..4 * v],
+        1e-9,
+        "the second row after the cache is reset",
+    );
     // Capacities the model cannot hold are refused.
     assert!(matches!(
         KvCache::<TB>::with_capacity(&config, 17),

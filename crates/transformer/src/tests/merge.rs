@@ -17,13 +17,10 @@ fn merged_and_dispatching_models_match_the_structured_one() {
         let ids = sequence(9, 50, 2);
         let a = values(model.forward(tokens(&ids, 1)).unwrap());
         let b = values(merged.forward(tokens(&ids, 1)).unwrap());
-        assert!(max_abs_diff(&a, &b) < 1e-9, "{name}: merged logits differ");
+        assert_close(&a, &b, 1e-9, &format!("{name}: merged logits differ"));
         let dispatching = Dispatching::new(model.clone(), 4);
         let c = values(dispatching.forward(tokens(&ids, 1)).unwrap());
-        assert!(
-            max_abs_diff(&a, &c) < 1e-9,
-            "{name}: dispatching logits differ"
-        );
+        assert_close(&a, &c, 1e-9, &format!("{name}: dispatching logits differ"));
         let gen = GenerateConfig {
             max_new_tokens: 6,
             sampling: SamplingConfig {
@@ -57,7 +54,7 @@ fn self_guided_models_start_from_the_same_function_and_mix_one_alpha() {
     let a = values(model.forward(ids.clone()).unwrap());
     model.set_alpha(0.0).unwrap();
     let b = values(model.forward(ids.clone()).unwrap());
-    assert!(max_abs_diff(&a, &b) < 1e-9);
+    assert_close(&a, &b, 1e-9, "alpha 1 vs alpha 0 at initialisation");
     assert!(model.set_alpha(1.2).is_err());
     model.set_alpha(0.25).unwrap();
     assert!(model
@@ -96,7 +93,7 @@ fn a_model_inside_its_guided_phase_pre_merges_to_the_same_function() {
     let ids = sequence(9, 50, 5);
     let want = values(model.forward(tokens(&ids, 1)).unwrap());
     let merged = values(model.merged().forward(tokens(&ids, 1)).unwrap());
-    assert!(max_abs_diff(&merged, &want) < 1e-9, "merged mix");
+    assert_close(&merged, &want, 1e-9, "merged mix");
     // The dispatching model keeps the guides: prefill (structured) and decoding (merged) agree
     // with the full forward.
     let dispatching = Dispatching::new(model, 2);
@@ -112,5 +109,5 @@ fn a_model_inside_its_guided_phase_pre_merges_to_the_same_function() {
                 .unwrap(),
         ));
     }
-    assert!(max_abs_diff(&got, &want) < 1e-9, "dispatching mix");
+    assert_close(&got, &want, 1e-9, "dispatching mix");
 }

@@ -1,40 +1,25 @@
 //! Tests of the transformer on the CPU (burn-ndarray, f64), one file per concern; this one holds
 //! the shared helpers (seeded backend, value extraction, small configs and token sequences).
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::Autodiff;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use structured_linear::Structure;
+use test_support::{assert_close, max_abs_diff, small_model, values, Cpu64};
 
 use crate::accounting::{forward_flops, params, training_flops};
 use crate::zoo::{Zoo, ZooError};
 use crate::*;
 
-type TB = NdArray<f64>;
-type AB = Autodiff<NdArray<f64>>;
+type TB = Cpu64;
+type AB = Autodiff<Cpu64>;
 
-/// The backend's random generator is global: tests that draw from it hold this lock.
-static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// Seeds `B`'s generator on its default device and holds the harness's random-generator lock.
 fn seeded<B: Backend>(seed: u64) -> std::sync::MutexGuard<'static, ()> {
-    let guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    B::seed(&Default::default(), seed);
-    guard
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    test_support::seeded::<B>(&Default::default(), seed)
 }
 
 fn tokens<B: Backend>(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
@@ -45,32 +30,9 @@ fn tokens<B: Backend>(ids: &[i64], batch: usize) -> Tensor<B, 2, Int> {
     )
 }
 
-/// A small config; `f` adjusts it.
+/// The harness's shrunk config (`test_support::SMALL_MODEL`); `f` adjusts it.
 fn small(f: impl FnOnce(&mut TransformerConfig)) -> TransformerConfig {
-    let mut c = TransformerConfig {
-        vocab_size: 50,
-        d_model: 32,
-        d_attn: 32,
-        d_ff: 64,
-        n_layers: 2,
-        n_heads: 4,
-        n_kv_heads: 4,
-        max_seq_len: 16,
-        norm: NormKind::LayerNorm,
-        norm_placement: NormPlacement::Pre,
-        final_norm: true,
-        activation: ActivationKind::Gelu,
-        bias: true,
-        position: Position::default(),
-        tie_embeddings: true,
-        head_bias: false,
-        init_std: 0.1,
-        dropout: 0.0,
-        attn_dropout: 0.0,
-        ffn: FfnStructure::default(),
-        attention: AttentionStructure::default(),
-        self_guided: false,
-    };
+    let mut c: TransformerConfig = small_model();
     f(&mut c);
     c.validate().unwrap();
     c
