@@ -18,17 +18,7 @@ pub(crate) const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
-    &[
-        "cargo",
-        "check",
-        "-q",
-        "-p",
-        "cli",
-        "-p",
-        "xtask",
-        "--features",
-        "cli/cuda,xtask/cuda",
-    ],
+    &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
     &["cargo", "test", "--workspace"],
 ];
 

@@ -6,8 +6,6 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use transformer::accounting::forward_flops;
-use transformer::zoo::Zoo;
 
 use crate::data::prepared_dir;
 use crate::strata_output;
@@ -183,12 +181,28 @@ fn evaluate(run: &str) -> Result<Value> {
     serde_json::from_str(out.trim()).context("cannot read strata eval's output")
 }
 
-/// Training FLOPs of one step of `name` (paper formula), with guides when `guides`.
+/// Training FLOPs of one step of `name` (paper formula, from `strata zoo show --json` at the
+/// model's context, which is SEQ), with guides when `guides`.
 fn step_flops(name: &str, guides: bool) -> Result<f64> {
-    let mut config = Zoo::builtin()?.get(name)?.config.clone();
-    config.self_guided = guides;
-    let f = forward_flops(&config, SEQ as usize, false, guides).forward_per_token;
-    Ok(3.0 * (BATCH * SEQ) as f64 * f as f64)
+    let shown: Value =
+        serde_json::from_str(strata_output(&["zoo", "show", name, "--json"])?.trim())
+            .context("cannot read strata zoo show's output")?;
+    let flops = &shown["flops"];
+    if flops["seq_len"].as_u64() != Some(SEQ) {
+        bail!(
+            "{name}: expected a context of {SEQ}, the zoo says {}",
+            flops["seq_len"]
+        );
+    }
+    let key = if guides {
+        "forward_per_token_guided"
+    } else {
+        "forward_per_token"
+    };
+    let f = flops[key]
+        .as_f64()
+        .with_context(|| format!("strata zoo show {name}: no flops.{key}"))?;
+    Ok(3.0 * (BATCH * SEQ) as f64 * f)
 }
 
 fn compare(o: &Options) -> Result<()> {

@@ -62,6 +62,11 @@ pub fn describe(entry: &ZooEntry) -> serde_json::Value {
     let p = params(c);
     let f = forward_flops(c, c.max_seq_len, false, false);
     let causal = forward_flops(c, c.max_seq_len, true, false);
+    // While self-guided training mixes the guides in, each structured layer also runs its
+    // dense guide.
+    let mut guided = c.clone();
+    guided.self_guided = true;
+    let guided = forward_flops(&guided, c.max_seq_len, false, true);
     json!({
         "name": entry.name,
         "description": entry.description,
@@ -72,6 +77,7 @@ pub fn describe(entry: &ZooEntry) -> serde_json::Value {
             "forward_per_token": f.forward_per_token,
             "forward_per_token_causal": causal.forward_per_token,
             "training_per_token": 3 * f.forward_per_token,
+            "forward_per_token_guided": guided.forward_per_token,
             "breakdown": f,
         },
         "config": c,

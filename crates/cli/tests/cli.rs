@@ -49,6 +49,87 @@ fn zoo_show_json_follows_the_contract() {
 }
 
 #[test]
+fn zoo_show_counts_the_guides_while_guided() {
+    let flops =
+        |name: &str| stdout_json(&strata(&["zoo", "show", name, "--json"]))["flops"].clone();
+    let lowrank = flops("tiny-lowrank-r32");
+    let dense = flops("tiny-dense");
+    // The guided forward runs each structured layer and its dense guide.
+    assert!(
+        lowrank["forward_per_token_guided"].as_u64().unwrap()
+            > dense["forward_per_token"].as_u64().unwrap()
+    );
+    assert_eq!(
+        dense["forward_per_token_guided"],
+        dense["forward_per_token"]
+    );
+}
+
+#[test]
+fn benchmarks_print_one_json_line_per_configuration() {
+    let out = strata(&[
+        "bench",
+        "ffn",
+        "--width",
+        "128",
+        "--tokens",
+        "16",
+        "--backend",
+        "cpu",
+        "ndarray",
+        "--ratio",
+        "0.5",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--min-sample-ms",
+        "0",
+    ]);
+    let lines: Vec<serde_json::Value> = stdout_text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Per backend: dense, then lowrank, blockdense and blockshuffle at the one ratio.
+    assert_eq!(lines.len(), 2 * 4, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["bench"], "ffn");
+        assert!(l["fwd_ms"].as_f64().unwrap() > 0.0);
+        assert!(l["fwdbwd_ms"].as_f64().unwrap() > 0.0);
+        assert!(l["speedup_fwdbwd"].as_f64().unwrap() > 0.0);
+        let ratio = l["params_ratio"].as_f64().unwrap();
+        assert!(ratio > 0.0 && ratio <= 1.0, "{l}");
+    }
+    assert_eq!(lines[0]["layer"], "dense");
+    assert_eq!(lines[0]["speedup_fwdbwd"], 1.0);
+    assert_eq!(lines[4]["backend"], "ndarray");
+    fails_with(
+        strata(&["bench", "ffn", "--backend", "tpu"]),
+        "unknown backend",
+    );
+    fails_with(
+        strata(&["bench", "ffn", "--width", "0"]),
+        "positive integer",
+    );
+    fails_with(
+        strata(&["bench", "ffn", "--backend", "ndarray-bf16", "--width", "32"]),
+        "bf16",
+    );
+
+    let out = strata(&["bench", "ops", "--backend", "cpu"]);
+    let ops: Vec<serde_json::Value> = stdout_text(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ops.len(), 5);
+    assert!(ops[0]["gflops"].as_f64().unwrap() > 0.0, "{}", ops[0]);
+    fails_with(
+        strata(&["bench", "ops", "--backend", "wgpu"]),
+        "CPU backends",
+    );
+}
+
+#[test]
 fn zoo_list_names_every_model() {
     let v = stdout_json(&strata(&["zoo", "list", "--json"]));
     let names: Vec<&str> = v

@@ -79,6 +79,14 @@ impl Precision {
             None => module,
         }
     }
+
+    /// `tensor` as the passes compute with it: cast to the half type, or unchanged for f32.
+    pub fn apply_tensor<B: Backend, const D: usize>(self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        match self.compute_dtype() {
+            Some(dtype) => tensor.cast(dtype),
+            None => tensor,
+        }
+    }
 }
 
 /// `module` with every float parameter cast to `dtype`, in the autodiff graph when `B` is an

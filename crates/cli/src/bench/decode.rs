@@ -1,0 +1,205 @@
+//! `strata bench decode`: decoding throughput of a zoo model in three forms (structured,
+//! pre-merged dense, and dispatching by token count) at several batch sizes, one JSON line per
+//! batch size. The pre-merge dispatch threshold's default comes from this measurement.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Args;
+use serde_json::json;
+use trainer::precision::Precision;
+use transformer::zoo::{resolve_model, Zoo};
+use transformer::{
+    Dispatching, KvCache, Transformer, TransformerConfig, DEFAULT_DISPATCH_THRESHOLD,
+};
+
+use super::{median, round1, round3};
+use crate::backend::{dispatch, BackendKind, Job};
+use crate::infer::cast_dispatching;
+use crate::train::PrecisionArg;
+
+#[derive(Args, Debug, Clone)]
+pub struct DecodeArgs {
+    /// Zoo name or config file of the model.
+    #[arg(long, default_value = "s-lowrank-r192")]
+    model: String,
+    /// Batch sizes (sequences decoded together).
+    #[arg(long, num_args = 1.., default_values_t = [1, 2, 4, 8, 16, 32, 64, 128, 256])]
+    batch: Vec<usize>,
+    /// Tokens already in the KV cache when decoding starts.
+    #[arg(long, default_value_t = 32)]
+    context: usize,
+    /// Decoding steps timed per sample.
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    /// Timed samples per form (median reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Dispatch threshold in tokens (default: the built-in default).
+    #[arg(long)]
+    threshold: Option<usize>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+    /// Arithmetic of decoding (the models are built in f32, merged, then cast).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
+    /// Seed of the model's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn run(args: DecodeArgs) -> Result<()> {
+    for (name, value) in [
+        ("batch", args.batch.iter().min().copied().unwrap_or(0)),
+        ("steps", args.steps),
+        ("repeats", args.repeats),
+        ("context", args.context),
+    ] {
+        if value == 0 {
+            bail!("`--{name}` must be at least 1");
+        }
+    }
+    let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
+    if args.context + args.steps > entry.config.max_seq_len {
+        bail!(
+            "--context {} + --steps {} exceeds the model's max_seq_len {}",
+            args.context,
+            args.steps,
+            entry.config.max_seq_len
+        );
+    }
+    dispatch(
+        args.backend,
+        Decode {
+            args: args.clone(),
+            name: entry.name,
+            config: entry.config,
+        },
+    )
+}
+
+struct Decode {
+    args: DecodeArgs,
+    name: String,
+    config: TransformerConfig,
+}
+
+/// One form of the model: a cached forward.
+type Form<'a, B> = Box<dyn Fn(Tensor<B, 2, Int>, &mut KvCache<B>) -> Result<Tensor<B, 3>> + 'a>;
+
+/// Seconds to decode `steps` tokens per sequence after a prefill of `context` tokens.
+fn time_decode<B: Backend>(
+    forward: &Form<'_, B>,
+    config: &TransformerConfig,
+    batch: usize,
+    args: &DecodeArgs,
+    device: &B::Device,
+) -> Result<f64> {
+    // A cache of just the positions this run writes: fixed shapes, no unused memory.
+    let mut cache = KvCache::with_capacity(config, args.context + args.steps)?;
+    forward(
+        ids(batch, args.context, config.vocab_size, 0, device),
+        &mut cache,
+    )?;
+    B::sync(device)?;
+    let start = Instant::now();
+    for step in 0..args.steps {
+        let logits = forward(
+            ids(batch, 1, config.vocab_size, step + 1, device),
+            &mut cache,
+        )?;
+        // Read the logits back, as a sampler must.
+        let _ = logits.into_data();
+    }
+    B::sync(device)?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+impl Job for Decode {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let args = &self.args;
+        let precision = Precision::from(args.precision);
+        precision.check::<B>(&device)?;
+        B::seed(&device, args.seed);
+        let structured: Transformer<B> = self.config.init(&device)?;
+        let threshold = args.threshold.unwrap_or(DEFAULT_DISPATCH_THRESHOLD);
+        let dispatching = cast_dispatching(precision, Dispatching::new(structured, threshold));
+        let config = dispatching.structured.config().clone();
+        for &batch in &args.batch {
+            let forms: [(&str, Form<B>); 3] = [
+                (
+                    "structured",
+                    Box::new(|t, c| Ok(dispatching.structured.forward_cached(t, c)?)),
+                ),
+                (
+                    "merged",
+                    Box::new(|t, c| Ok(dispatching.merged.forward_cached(t, c)?)),
+                ),
+                (
+                    "dispatching",
+                    Box::new(|t, c| {
+                        Ok(transformer::LanguageModel::forward_cached(
+                            &dispatching,
+                            t,
+                            c,
+                        )?)
+                    }),
+                ),
+            ];
+            // Warm up once, then sample the three forms round-robin.
+            for (_, f) in &forms {
+                time_decode(f, &config, batch, args, &device)?;
+            }
+            let mut samples = vec![Vec::new(); forms.len()];
+            for _ in 0..args.repeats {
+                for (i, (_, f)) in forms.iter().enumerate() {
+                    samples[i].push(time_decode(f, &config, batch, args, &device)?);
+                }
+            }
+            let tok_s: Vec<f64> = samples
+                .into_iter()
+                .map(|s| (batch * args.steps) as f64 / median(s))
+                .collect();
+            let best = tok_s[0].max(tok_s[1]);
+            println!(
+                "{}",
+                json!({
+                    "bench": "decode",
+                    "model": self.name,
+                    "backend": args.backend.name(),
+                    "precision": precision.name(),
+                    "batch": batch,
+                    "context": args.context,
+                    "steps": args.steps,
+                    "threshold": threshold,
+                    "dispatch_uses": if batch <= threshold { "merged" } else { "structured" },
+                    "structured_tok_s": round1(tok_s[0]),
+                    "merged_tok_s": round1(tok_s[1]),
+                    "dispatching_tok_s": round1(tok_s[2]),
+                    "merged_over_structured": round3(tok_s[1] / tok_s[0]),
+                    "dispatching_over_best": round3(tok_s[2] / best),
+                })
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Token ids `[batch, len]` in a fixed pattern (`salt` shifts it).
+fn ids<B: Backend>(
+    batch: usize,
+    len: usize,
+    vocab: usize,
+    salt: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let v: Vec<i64> = (0..batch * len)
+        .map(|i| ((i * 7919 + salt * 104_729) % vocab) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(v, [batch, len]), device)
+}
