@@ -6,6 +6,7 @@ mod bench;
 mod data;
 mod infer;
 mod progress;
+mod signals;
 mod train;
 mod watchdog;
 mod zoo;

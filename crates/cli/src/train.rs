@@ -182,6 +182,11 @@ pub struct TrainArgs {
     /// the CPU ones.
     #[arg(long, allow_negative_numbers = true)]
     pub stall_timeout: Option<f64>,
+    /// Skip up to this many steps whose loss or gradients are not finite (no update) before
+    /// stopping with an error; 0 stops at the first. Costs one small read-back per step. With
+    /// --resume it applies to this session.
+    #[arg(long)]
+    pub skip_nonfinite: Option<u64>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -264,6 +269,7 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     c.peak_flops = args.peak_tflops.map(|t| t * 1e12);
     c.precision = args.precision.into();
     c.devices = args.devices.unwrap_or(1);
+    c.skip_nonfinite = args.skip_nonfinite.unwrap_or(0);
     Ok(c)
 }
 
@@ -304,6 +310,8 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         force: args.force,
         time_limit_s: args.time_limit,
         stop_at_step: args.stop_at,
+        stop: Some(crate::signals::stop_on_signals()?),
+        skip_nonfinite: if args.resume { args.skip_nonfinite } else { None },
     };
     // A resumed run keeps its device count unless --devices says otherwise.
     let devices = match (args.devices, args.resume) {
@@ -355,6 +363,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         print_summary(&summary, &args.data);
+    }
+    if summary.interrupted {
+        eprintln!(
+            "interrupted after step {}; continue with: strata train --resume --model {} --data {} --out {}",
+            summary.steps,
+            args.model,
+            args.data.display(),
+            args.out.display()
+        );
     }
     Ok(())
 }

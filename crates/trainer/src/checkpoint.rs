@@ -55,6 +55,14 @@ pub struct TrainState {
     /// f16's dynamic loss scale (absent for f32 and bf16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScaler>,
+    /// Steps skipped so far because their loss or gradients were not finite
+    /// (`--skip-nonfinite`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nonfinite_skips: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The checkpoint folder name of `step`.
@@ -89,16 +97,59 @@ pub fn save<B: burn::tensor::backend::AutodiffBackend>(
 ) -> Result<PathBuf, TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let final_dir = dir.join(step_dir_name(state.step));
-    let tmp = dir.join(format!(".tmp-{}", step_dir_name(state.step)));
+    let tmp = dir.join(format!("{PARTIAL}{}", step_dir_name(state.step)));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    // A failed write (disk full, I/O error) leaves the earlier checkpoints as they were and
+    // frees what it wrote.
+    let placed = write_folder(&tmp, model, optimizer, state, tokenizer).and_then(|()| {
+        if final_dir.exists() {
+            std::fs::remove_dir_all(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+        Ok(())
+    });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    sync_parent(&final_dir);
+    let all = list(dir);
+    if all.len() > keep.max(1) {
+        for (_, old) in &all[..all.len() - keep.max(1)] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+    Ok(final_dir)
+}
+
+/// The prefix of a checkpoint folder being written.
+const PARTIAL: &str = ".tmp-";
+
+/// Removes the half-written checkpoint folders a killed run left under `dir`.
+pub fn remove_partial(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(PARTIAL) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Writes every file of a checkpoint into the folder `tmp`.
+fn write_folder<B: burn::tensor::backend::AutodiffBackend>(
+    tmp: &Path,
+    model: &Transformer<B>,
+    optimizer: &crate::optim::AdamW<B::InnerBackend>,
+    state: &TrainState,
+    tokenizer: Option<&Path>,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(tmp).map_err(|e| DataError::io(tmp, e))?;
     let mut store = SafetensorsStore::from_bytes(None);
     model
         .save_into(&mut store)
-        .map_err(|e| TrainError::checkpoint(&tmp, format!("saving weights: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(tmp, format!("saving weights: {e}")))?;
     let bytes = store
         .get_bytes()
-        .map_err(|e| TrainError::checkpoint(&tmp, format!("saving weights: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(tmp, format!("saving weights: {e}")))?;
     write_atomic(&tmp.join(MODEL_WEIGHTS), &bytes)?;
     let config = serde_json::to_string_pretty(model.config()).expect("plain config");
     write_atomic(&tmp.join(MODEL_CONFIG), config.as_bytes())?;
@@ -109,18 +160,7 @@ pub fn save<B: burn::tensor::backend::AutodiffBackend>(
     }
     let json = serde_json::to_string_pretty(state).expect("plain state");
     write_atomic(&tmp.join(STATE), json.as_bytes())?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
-    sync_parent(&final_dir);
-    let all = list(dir);
-    if all.len() > keep.max(1) {
-        for (_, old) in &all[..all.len() - keep.max(1)] {
-            let _ = std::fs::remove_dir_all(old);
-        }
-    }
-    Ok(final_dir)
+    Ok(())
 }
 
 /// A checkpoint folder from `path`: a checkpoint itself, or a run folder (its newest one).

@@ -177,7 +177,7 @@ pub enum TrainError {
         given: usize,
     },
     /// A loss or gradient norm that is not finite.
-    #[error("the {what} became {value} at step {step}; lower the learning rate")]
+    #[error("the {what} became {value} at step {step}; the last checkpoint is kept (lower the learning rate, or let --skip-nonfinite N skip such steps)")]
     NonFinite {
         /// "loss" or "gradients".
         what: &'static str,
@@ -185,6 +185,16 @@ pub enum TrainError {
         value: f64,
         /// The 1-based step.
         step: u64,
+    },
+    /// More steps with a non-finite loss or gradients than `--skip-nonfinite` allows.
+    #[error("step {step} had a non-finite loss or gradients: {skips} such steps, more than --skip-nonfinite {allowed} allows; the last checkpoint is kept")]
+    TooManyNonFinite {
+        /// The 1-based step.
+        step: u64,
+        /// Non-finite steps so far, this one included.
+        skips: u64,
+        /// The allowance.
+        allowed: u64,
     },
     /// Reading results back from the device failed.
     #[error("reading the step results back from the device: {0}")]

@@ -30,6 +30,8 @@ pub use loader::{Cursor, WindowLoader};
 pub use shard::{ShardWriter, TokenFile, TokenWidth};
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
 mod tests;

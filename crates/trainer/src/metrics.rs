@@ -19,7 +19,9 @@ pub struct StepRecord {
     pub total_steps: u64,
     /// Tokens trained on so far.
     pub tokens: u64,
-    /// Mean token loss of this step's global batch.
+    /// Mean token loss of this step's global batch (`null` when a skipped step's loss was not
+    /// finite).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Learning rate of this step.
     pub lr: f64,
@@ -30,7 +32,8 @@ pub struct StepRecord {
     /// Global gradient norm before clipping (`null` when an f16 step overflowed).
     #[serde(deserialize_with = "nan_if_null")]
     pub grad_norm: f64,
-    /// Whether the update was skipped (f16 gradients overflowed; the loss scale was halved).
+    /// Whether the update was skipped: f16 gradients overflowed (the loss scale was halved), or
+    /// the loss or gradients were not finite and `--skip-nonfinite` allowed a skip.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
     /// f16's loss scale during this step.

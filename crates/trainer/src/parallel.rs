@@ -43,6 +43,9 @@ pub(crate) struct StepContext {
     /// Tests: the replica of this rank panics in this (0-based) step.
     #[cfg(test)]
     pub fail_at: Option<(usize, u64)>,
+    /// Tests: the gradients of this (0-based) step are NaN.
+    #[cfg(test)]
+    pub poison_grads_at: Option<u64>,
 }
 
 /// What a step did (summed over all devices). The loss and the gradient norm stay on the
@@ -57,7 +60,8 @@ pub(crate) struct StepOutcome<B: Backend> {
     pub guides_used: usize,
     /// Global gradient norm before clipping, `[1]` (not finite when an f16 step overflowed).
     pub grad_norm: Tensor<B, 1>,
-    /// Whether the update was applied (f16 steps whose gradients overflow are skipped).
+    /// Whether the update was applied (f16 steps whose gradients overflow, and with
+    /// `--skip-nonfinite` steps whose gradients are not finite, are skipped).
     pub applied: bool,
 }
 
@@ -101,10 +105,17 @@ impl<B: AutodiffBackend> Replica<B> {
         ctx: &StepContext,
     ) -> Result<(Self, StepOutcome<B::InnerBackend>), TrainError> {
         let config = &ctx.config;
-        let compute = Compute {
+        #[allow(unused_mut)] // a test hook poisons it
+        let mut compute = Compute {
             precision: config.precision,
             loss_scale: self.scaler.map_or(1.0, |s| s.scale),
+            skip_nonfinite: config.skip_nonfinite > 0,
         };
+        // Tests: a NaN loss scale makes every gradient of this step NaN (the loss stays finite).
+        #[cfg(test)]
+        if ctx.poison_grads_at == Some(step) {
+            compute.loss_scale = f64::NAN;
+        }
         let local = if self.peers > 1 {
             self.local_over_peers(step, ctx, compute)?
         } else {

@@ -69,8 +69,8 @@ impl<B: Backend> Pending<B> {
     }
 
     /// Reads every pending loss and gradient norm in one transfer and returns the logged
-    /// records, in step order, complete. Fails on the first step
-    /// whose loss, or (unless it was a skipped f16 step) gradient norm, is not finite. The
+    /// records, in step order, complete. Fails on the first step whose loss, or (unless it was
+    /// a skipped f16 step) gradient norm, is not finite, unless `--skip-nonfinite` skipped it. The
     /// tokens/s and MFU of the returned records are those of all steps since the previous
     /// read (`peak_flops` for MFU).
     pub fn read(&mut self, peak_flops: Option<f64>) -> Result<Vec<StepRecord>, TrainError> {
@@ -106,12 +106,14 @@ impl<B: Backend> Pending<B> {
             };
             let (loss, grad_norm) = (value(0)?, value(1)?);
             let step = e.record.step;
-            if !loss.is_finite() {
+            // A step skipped under `--skip-nonfinite` was counted (and allowed) when issued.
+            let allowed = e.record.skipped && e.record.loss_scale.is_none();
+            if !loss.is_finite() && !allowed {
                 let (what, value) = ("loss", loss);
                 return Err(TrainError::NonFinite { what, value, step });
             }
             // A scaled (f16) step with a non-finite norm is an expected, skipped step.
-            if !grad_norm.is_finite() && e.record.loss_scale.is_none() {
+            if !grad_norm.is_finite() && e.record.loss_scale.is_none() && !allowed {
                 let (what, value) = ("gradients", grad_norm);
                 return Err(TrainError::NonFinite { what, value, step });
             }

@@ -74,6 +74,12 @@ pub struct TrainConfig {
     /// micro-batch, so the global batch is `batch_size * grad_accum * devices`.
     #[serde(default = "one")]
     pub devices: usize,
+    /// Steps whose loss or gradients are not finite that may be skipped (no update; the run
+    /// goes on) before the run stops with an error; 0 stops at the first. With a non-zero
+    /// allowance each step's gradient norm is read back before its update (one small transfer
+    /// per step). f16's loss-scaler skips do not count.
+    #[serde(default)]
+    pub skip_nonfinite: u64,
 }
 
 fn one() -> usize {
@@ -107,6 +113,7 @@ impl TrainConfig {
             peak_flops: None,
             precision: Precision::F32,
             devices: 1,
+            skip_nonfinite: 0,
         }
     }
 

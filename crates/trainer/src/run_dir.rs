@@ -54,16 +54,11 @@ pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
     })
 }
 
-/// With `--resume`: the newest checkpoint of the run in `dir` and the run's saved settings
-/// (which apply).
-pub(crate) fn find_resume(dir: &RunDir) -> Result<(PathBuf, TrainConfig), TrainError> {
+/// With `--resume`: the newest checkpoint of the run in `dir` (none when the run was stopped
+/// before its first checkpoint: it starts over) and the run's saved settings (which apply).
+pub(crate) fn find_resume(dir: &RunDir) -> Result<(Option<PathBuf>, TrainConfig), TrainError> {
     let saved = read_run_config(&dir.0)?;
-    let Some((_, latest)) = checkpoint::list(&dir.checkpoints()).pop() else {
-        return Err(TrainError::NothingToResume {
-            dir: dir.0.clone(),
-            why: "has no checkpoint yet".into(),
-        });
-    };
+    let latest = checkpoint::list(&dir.checkpoints()).pop().map(|(_, p)| p);
     Ok((latest, saved))
 }
 

@@ -90,6 +90,7 @@ fn half_precision_passes_give_f32_gradients_close_to_f32_ones() {
         let compute = Compute {
             precision,
             loss_scale: scale,
+            skip_nonfinite: false,
         };
         let (loss, g) = micro_step(&model, &w, 1, compute, &device).unwrap();
         let loss = scalar(loss);
@@ -119,6 +120,7 @@ fn f16_overflow_skips_the_update_and_halves_the_scale() {
     let overflow = Compute {
         precision: Precision::F16,
         loss_scale: 1e30,
+        skip_nonfinite: false,
     };
     let (_, grads) = micro_step(&model, &windows(320), 1, overflow, &device).unwrap();
     let (model, update) = apply_update(model, &mut optim, &grads, 1e-3, 1.0, overflow);

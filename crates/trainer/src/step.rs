@@ -69,6 +69,9 @@ pub struct Compute {
     pub precision: Precision,
     /// Factor the loss is multiplied by before the backward pass (f16 loss scaling; 1 otherwise).
     pub loss_scale: f64,
+    /// Read the gradient norm back before the update and skip an update whose norm is not
+    /// finite (`--skip-nonfinite`; f16 steps always do).
+    pub skip_nonfinite: bool,
 }
 
 impl Compute {
@@ -76,6 +79,7 @@ impl Compute {
     pub const F32: Compute = Compute {
         precision: Precision::F32,
         loss_scale: 1.0,
+        skip_nonfinite: false,
     };
 }
 
@@ -107,10 +111,10 @@ pub fn micro_step<B: AutodiffBackend>(
 pub struct Update<B: Backend> {
     /// The global gradient norm before clipping (of the unscaled loss), `[1]`, on the device.
     pub norm: Tensor<B, 1>,
-    /// Whether the update was applied. Only a scaled (f16) step reads the norm back to decide
-    /// (as PyTorch's `GradScaler` does) and skips its update when the norm is not finite; every
-    /// other step is applied without reading anything back, and a non-finite norm shows when
-    /// the caller reads it.
+    /// Whether the update was applied. Only a scaled (f16) step, or one that may skip
+    /// (`Compute::skip_nonfinite`), reads the norm back to decide (as PyTorch's `GradScaler`
+    /// does) and skips its update when the norm is not finite; every other step is applied
+    /// without reading anything back, and a non-finite norm shows when the caller reads it.
     pub applied: bool,
 }
 
@@ -128,7 +132,7 @@ pub fn apply_update<B: AutodiffBackend>(
     let device = model.devices()[0].clone();
     let scaled_norm = global_grad_norm(&model, grads, &device);
     let norm = scaled_norm.clone().div_scalar(compute.loss_scale);
-    if compute.precision.scaled() {
+    if compute.precision.scaled() || compute.skip_nonfinite {
         let value: f64 = norm.clone().into_scalar().elem();
         if !value.is_finite() {
             return (

@@ -9,6 +9,7 @@
 //! folder in [`crate::run_dir`] and validation in [`crate::eval`]; they are re-exported here.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
@@ -91,8 +92,12 @@ pub struct Summary {
     pub val_loss: Option<f64>,
     /// Final validation perplexity.
     pub val_ppl: Option<f64>,
-    /// Whether the time limit or `stop_at_step` ended the run before its last step.
+    /// Whether the time limit, `stop_at_step` or a stop request ended the run before its last
+    /// step.
     pub stopped_early: bool,
+    /// Whether a stop request ([`RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
+    #[serde(default)]
+    pub interrupted: bool,
     /// The last checkpoint.
     pub checkpoint: PathBuf,
 }
@@ -119,12 +124,20 @@ pub struct RunOptions {
     pub time_limit_s: Option<f64>,
     /// Stop (with a checkpoint) once this many steps are done; `--resume` continues.
     pub stop_at_step: Option<u64>,
+    /// Stop (with a checkpoint) after the step in progress once this flag is set (the CLI sets
+    /// it on SIGINT / SIGTERM); `--resume` continues.
+    pub stop: Option<&'static AtomicBool>,
+    /// Overrides the run's `skip_nonfinite` for this session (e.g. to resume past a fault).
+    pub skip_nonfinite: Option<u64>,
     /// Tests: the data-parallel replica of this rank panics in this (0-based) step.
     #[cfg(test)]
     pub(crate) fail_at: Option<(usize, u64)>,
     /// Tests: the loss of this (0-based) step reads back as NaN.
     #[cfg(test)]
     pub(crate) poison_at: Option<u64>,
+    /// Tests: the gradients of this (0-based) step are NaN.
+    #[cfg(test)]
+    pub(crate) poison_grads_at: Option<u64>,
 }
 
 /// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
@@ -148,13 +161,18 @@ pub fn train_on<B: AutodiffBackend>(
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
     let dir = RunDir::new(out);
-    let (config, resumed) = match start {
-        Start::Fresh(config) => (config, None),
+    // Resuming a run killed before its first checkpoint starts it over from its saved settings.
+    let (config, resumed, resuming) = match start {
+        Start::Fresh(config) => (config, None, false),
         Start::Resume => {
             let (checkpoint, saved) = find_resume(&dir)?;
-            (saved, Some(checkpoint))
+            (saved, checkpoint, true)
         }
     };
+    let mut config = config;
+    if let Some(n) = options.skip_nonfinite {
+        config.skip_nonfinite = n;
+    }
     let config = &config;
     config.validate()?;
     if config.devices != devices.len() {
@@ -191,9 +209,11 @@ pub fn train_on<B: AutodiffBackend>(
             return Err(TrainError::Tokenizer(format!("{} is missing", t.display())));
         }
     }
-    if resumed.is_none() {
+    if !resuming {
         claim_fresh(&dir, options.force)?;
     }
+    // Checkpoint folders a killed run left half-written.
+    checkpoint::remove_partial(&dir.checkpoints());
     let plan = config.plan()?;
 
     // The model: seeded init, guides when self-guided, then the checkpoint if resuming.
@@ -223,14 +243,14 @@ pub fn train_on<B: AutodiffBackend>(
                 why: format!("is complete ({} steps)", state.step),
             });
         }
-    } else {
+    } else if !resuming {
         let json = serde_json::to_string_pretty(config).expect("plain config");
         write_atomic(&dir.config(), json.as_bytes())?;
     }
     if let Some(sgt) = &config.sgt {
         model.set_reduce_flop(sgt.reduce_flop);
     }
-    let mut metrics = MetricsLog::open(&dir.metrics(), resumed.as_ref().map(|_| state.step))?;
+    let mut metrics = MetricsLog::open(&dir.metrics(), resuming.then_some(state.step))?;
     observer.event(Event::Started {
         plan: &plan,
         start_step: state.step,
@@ -246,6 +266,8 @@ pub fn train_on<B: AutodiffBackend>(
         fixed_per_token: fixed.attention_scores + fixed.head,
         #[cfg(test)]
         fail_at: options.fail_at,
+        #[cfg(test)]
+        poison_grads_at: options.poison_grads_at,
     };
     let step_tokens = (config.global_batch() * config.seq_len) as u64;
     let mut replica = Replica {
@@ -268,7 +290,7 @@ pub fn train_on<B: AutodiffBackend>(
     let session = Instant::now();
     let elapsed_before = state.elapsed_s;
     let mut pending = Pending::new(state.tokens, state.flops);
-    let mut stopped_early = false;
+    let (mut stopped_early, mut interrupted) = (false, false);
     let mut last_checkpoint = resumed.clone().unwrap_or_default();
 
     for step in state.step..plan.total_steps {
@@ -287,12 +309,25 @@ pub fn train_on<B: AutodiffBackend>(
         state.alpha = plan.alpha(step);
         state.guides = replica.model.has_guides();
         state.loss_scale = replica.scaler;
+        // An update skipped for a non-finite loss or gradients (not an f16 overflow).
+        if !done.applied && loss_scale.is_none() {
+            state.nonfinite_skips += 1;
+            if state.nonfinite_skips > config.skip_nonfinite {
+                return Err(peers.abort(TrainError::TooManyNonFinite {
+                    step: state.step,
+                    skips: state.nonfinite_skips,
+                    allowed: config.skip_nonfinite,
+                }));
+            }
+        }
         let now = session.elapsed().as_secs_f64();
         state.elapsed_s = elapsed_before + now;
 
         let last = state.step == plan.total_steps;
+        let signalled = options.stop.is_some_and(|s| s.load(Ordering::SeqCst));
         let stop_now = !last
-            && (options.time_limit_s.is_some_and(|l| now >= l)
+            && (signalled
+                || options.time_limit_s.is_some_and(|l| now >= l)
                 || options.stop_at_step.is_some_and(|s| state.step >= s));
         let eval_now = last
             || stop_now
@@ -366,7 +401,7 @@ pub fn train_on<B: AutodiffBackend>(
             observer.event(Event::Checkpoint(&last_checkpoint));
         }
         if stop_now {
-            stopped_early = true;
+            (stopped_early, interrupted) = (true, signalled);
             break;
         }
     }
@@ -386,6 +421,7 @@ pub fn train_on<B: AutodiffBackend>(
         val_loss: state.val_loss,
         val_ppl: state.val_loss.map(f64::exp),
         stopped_early,
+        interrupted,
         checkpoint: last_checkpoint,
     };
     observer.event(Event::Finished(&summary));

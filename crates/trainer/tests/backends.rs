@@ -188,6 +188,7 @@ fn half_precision_passes_track_the_cpu_f32_ones() {
         let compute = Compute {
             precision,
             loss_scale,
+            skip_nonfinite: false,
         };
         let (loss, g) = micro_step(&on_gpu, &windows, 1, compute, &gpu).unwrap();
         let loss = scalar(loss);

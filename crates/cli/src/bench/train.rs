@@ -108,6 +108,7 @@ impl Job for TrainBench {
         let compute = Compute {
             precision,
             loss_scale: if precision.scaled() { 1024.0 } else { 1.0 },
+            skip_nonfinite: false,
         };
         let windows: Vec<Vec<u32>> = (0..args.batch_size)
             .map(|b| {
