@@ -185,7 +185,7 @@ pub struct TrainArgs {
     /// Skip up to this many steps whose loss or gradients are not finite (no update) before
     /// stopping with an error; 0 stops at the first. Costs one small read-back per step. With
     /// --resume it applies to this session.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub skip_nonfinite: Option<u64>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -311,7 +311,11 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         time_limit_s: args.time_limit,
         stop_at_step: args.stop_at,
         stop: Some(crate::signals::stop_on_signals()?),
-        skip_nonfinite: if args.resume { args.skip_nonfinite } else { None },
+        skip_nonfinite: if args.resume {
+            args.skip_nonfinite
+        } else {
+            None
+        },
     };
     // A resumed run keeps its device count unless --devices says otherwise.
     let devices = match (args.devices, args.resume) {

@@ -7,13 +7,14 @@ use thiserror::Error;
 /// Data that cannot be read or written.
 #[derive(Error, Debug)]
 pub enum DataError {
-    /// A file-system operation failed.
-    #[error("{}: {source}", path.display())]
+    /// A file-system operation failed. (The OS error is part of the message, not a chained
+    /// source, so that a report of the whole chain says it once.)
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A shard that is not valid; `problem` says why and how to regenerate it.
     #[error("{}: {problem}", path.display())]
@@ -48,7 +49,7 @@ impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }
