@@ -294,7 +294,7 @@ fn a_write_that_fails_ends_the_run_with_one_line_and_keeps_the_last_checkpoint()
     };
     assert!(remount(room.div_ceil(4096) * 4096 + 4096));
     let full = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(&resume_args(&args))
+        .args(resume_args(&args))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&full.stderr).into_owned();
