@@ -179,15 +179,15 @@ pub fn resolve(path: &Path) -> Result<PathBuf, TrainError> {
 
 /// Reads a checkpoint's state.
 pub fn read_state(dir: &Path) -> Result<TrainState, TrainError> {
-    let text =
-        std::fs::read_to_string(dir.join(STATE)).map_err(|e| TrainError::checkpoint(dir, e))?;
+    let path = dir.join(STATE);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
     serde_json::from_str(&text).map_err(|e| TrainError::checkpoint(dir, format!("{STATE}: {e}")))
 }
 
 /// Reads a checkpoint's model config.
 pub fn read_model_config(dir: &Path) -> Result<TransformerConfig, TrainError> {
-    let text = std::fs::read_to_string(dir.join(MODEL_CONFIG))
-        .map_err(|e| TrainError::checkpoint(dir, e))?;
+    let path = dir.join(MODEL_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
     serde_json::from_str(&text)
         .map_err(|e| TrainError::checkpoint(dir, format!("{MODEL_CONFIG}: {e}")))
 }
@@ -196,6 +196,21 @@ pub fn read_model_config(dir: &Path) -> Result<TransformerConfig, TrainError> {
 pub fn load_weights<B: Backend>(dir: &Path, model: &mut Transformer<B>) -> Result<(), TrainError> {
     let path = dir.join(MODEL_WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
+    // strata writes f32 master weights; anything else would be loaded as is and fail (or
+    // worse) in the first operation that meets it.
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| TrainError::checkpoint(&path, format!("not a safetensors file: {e}")))?;
+    for (name, info) in meta.tensors() {
+        if info.dtype != safetensors::Dtype::F32 {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!(
+                    "tensor {name} is stored as {:?}; strata's weights are f32",
+                    info.dtype
+                ),
+            ));
+        }
+    }
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = model
         .load_from(&mut store)
@@ -226,10 +241,17 @@ pub fn load_model<B: Backend>(
 ) -> Result<(Transformer<B>, TrainState), TrainError> {
     let config = read_model_config(dir)?;
     let state = read_state(dir)?;
-    let mut model = config.init::<B>(device)?;
-    load_weights(dir, &mut model)?;
+    let config_file = dir.join(MODEL_CONFIG);
+    let mut model = config
+        .init::<B>(device)
+        .map_err(|e| TrainError::checkpoint(&config_file, e))?;
+    load_weights(dir, &mut model).map_err(|e| {
+        TrainError::checkpoint(&config_file, format!("does not describe the weights: {e}"))
+    })?;
     if state.guides {
-        model.set_alpha(state.alpha)?;
+        model
+            .set_alpha(state.alpha)
+            .map_err(|e| TrainError::checkpoint(&dir.join(STATE), e))?;
     }
     Ok((model, state))
 }

@@ -32,6 +32,8 @@ pub use shard::{ShardWriter, TokenFile, TokenWidth};
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]
+mod parse_tests;
+#[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
 mod tests;

@@ -157,6 +157,36 @@ impl<B: Backend> AdamW<B> {
         self.moments.retain(|path, _| paths.contains(path));
     }
 
+    /// Checks that every loaded moment belongs to a parameter of `model` of its size (a state
+    /// read from `path` by [`AdamW::load`]), so that a mismatched file fails here, naming
+    /// itself, and not in the middle of a step.
+    pub fn check_fits<B2: Backend, M: burn::module::Module<B2>>(
+        &self,
+        model: &M,
+        path: &Path,
+    ) -> Result<(), TrainError> {
+        let sizes = param_sizes(model);
+        for (name, Moments { m, v }) in &self.moments {
+            let Some(&n) = sizes.get(name) else {
+                return Err(TrainError::checkpoint(
+                    path,
+                    format!("holds moments of `{name}`, which the model does not have"),
+                ));
+            };
+            if m.dims() != [n] || v.dims() != [n] {
+                return Err(TrainError::checkpoint(
+                    path,
+                    format!(
+                        "the moments of `{name}` have {} and {} elements, the parameter {n}",
+                        m.dims()[0],
+                        v.dims()[0]
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the state (moments by parameter path and the step count) atomically as
     /// safetensors.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
@@ -215,9 +245,16 @@ impl<B: Backend> AdamW<B> {
             let dtype = burn_dtype(view.dtype()).ok_or_else(|| {
                 TrainError::checkpoint(path, format!("unsupported dtype of {name}"))
             })?;
+            // Moments are flat; kept in f32 whatever they were stored as.
+            if view.shape().len() != 1 {
+                return Err(TrainError::checkpoint(
+                    path,
+                    format!("{name} has shape {:?}; moments are flat", view.shape()),
+                ));
+            }
             let data =
                 TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
-            let t = Tensor::<B, 1>::from_data(data, device);
+            let t = Tensor::<B, 1>::from_data(data, device).cast(burn::tensor::FloatDType::F32);
             let slot = moments.entry(param.to_string()).or_default();
             match kind {
                 "m" => slot.0 = Some(t),
@@ -324,9 +361,16 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
 fn param_paths<B: Backend, M: burn::module::Module<B>>(
     model: &M,
 ) -> std::collections::HashSet<String> {
+    param_sizes(model).into_keys().collect()
+}
+
+/// `model`'s float parameters by dotted path, with their numbers of elements.
+fn param_sizes<B: Backend, M: burn::module::Module<B>>(
+    model: &M,
+) -> std::collections::HashMap<String, usize> {
     struct Paths {
         stack: PathStack,
-        out: std::collections::HashSet<String>,
+        out: std::collections::HashMap<String, usize>,
     }
     impl<B: Backend> ModuleVisitor<B> for Paths {
         fn enter_module(&mut self, name: &str, _container_type: &str) {
@@ -335,8 +379,9 @@ fn param_paths<B: Backend, M: burn::module::Module<B>>(
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
             self.stack.exit();
         }
-        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<B, D>>) {
-            self.out.insert(self.stack.path());
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let n = param.shape().num_elements();
+            self.out.insert(self.stack.path(), n);
         }
     }
     let mut visitor = Paths {

@@ -42,11 +42,20 @@ impl RunDir {
 /// The settings of the run in folder `out` (its `config.json`).
 pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
     let dir = RunDir::new(out);
-    let Ok(text) = std::fs::read_to_string(dir.config()) else {
-        return Err(TrainError::NothingToResume {
-            dir: out.to_path_buf(),
-            why: "holds no run".into(),
-        });
+    let text = match std::fs::read_to_string(dir.config()) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TrainError::NothingToResume {
+                dir: out.to_path_buf(),
+                why: "holds no run".into(),
+            })
+        }
+        Err(e) => {
+            return Err(TrainError::BadRunConfig {
+                path: dir.config(),
+                problem: e.to_string(),
+            })
+        }
     };
     serde_json::from_str(&text).map_err(|e| TrainError::BadRunConfig {
         path: dir.config(),

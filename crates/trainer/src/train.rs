@@ -235,8 +235,13 @@ pub fn train_on<B: AutodiffBackend>(
         if !state.guides {
             model.drop_guides();
         }
-        checkpoint::load_weights(ckpt, &mut model)?;
-        optim.load(&ckpt.join(checkpoint::OPTIMIZER), device)?;
+        checkpoint::load_weights(ckpt, &mut model).map_err(|e| TrainError::BadRunConfig {
+            path: dir.config(),
+            problem: format!("its model does not fit the checkpoint: {e}"),
+        })?;
+        let optimizer = ckpt.join(checkpoint::OPTIMIZER);
+        optim.load(&optimizer, device)?;
+        optim.check_fits(&model, &optimizer)?;
         if state.step >= plan.total_steps {
             return Err(TrainError::NothingToResume {
                 dir: dir.root().to_path_buf(),

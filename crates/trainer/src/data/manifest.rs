@@ -151,10 +151,18 @@ impl Manifest {
             .enumerate()
             .map(|(i, f)| {
                 let path = dir.join(f);
-                let file = match split.format {
-                    FileFormat::Shard => TokenFile::open_shard(&path)?,
-                    FileFormat::RawU16 => TokenFile::open_raw_u16(&path)?,
+                let opened = match split.format {
+                    FileFormat::Shard => TokenFile::open_shard(&path),
+                    FileFormat::RawU16 => TokenFile::open_raw_u16(&path),
                 };
+                // A file that cannot be opened at all: the manifest points at the wrong place.
+                let file = opened.map_err(|e| match e {
+                    DataError::Io { error, .. } => TrainError::BadManifest {
+                        path: dir.join(MANIFEST),
+                        problem: format!("lists `{f}`, which cannot be opened: {error}"),
+                    },
+                    other => other.into(),
+                })?;
                 if let Some(check) = split.checks.get(i) {
                     if FileCheck::of(&file) != *check {
                         return Err(DataError::BadShard {
@@ -219,8 +227,8 @@ impl Manifest {
     pub fn load_tokenizer(&self, dir: &Path) -> Result<Tokenizer, TrainError> {
         let name = self.tokenizer.as_deref().ok_or_else(|| {
             TrainError::Tokenizer(format!(
-                "{} has no tokenizer (imported tokens)",
-                dir.display()
+                "{} names no tokenizer (the data was imported as tokens)",
+                dir.join(MANIFEST).display()
             ))
         })?;
         load_tokenizer(&dir.join(name))

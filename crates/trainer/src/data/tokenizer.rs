@@ -35,8 +35,32 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, TrainError> {
             path.display()
         )));
     }
-    Tokenizer::from_file(path)
-        .map_err(|e| TrainError::Tokenizer(format!("{}: cannot load: {e}", path.display())))
+    let cannot = |e: String| TrainError::Tokenizer(format!("{}: cannot load: {e}", path.display()));
+    // The tokenizers crate panics on some malformed files instead of failing: such a panic is
+    // caught (quietly) and reported as the file's error.
+    match catch_quietly(|| Tokenizer::from_file(path)) {
+        Ok(Ok(tokenizer)) => Ok(tokenizer),
+        Ok(Err(e)) => Err(cannot(e.to_string())),
+        Err(panic) => Err(cannot(format!("not a valid tokenizer ({panic})"))),
+    }
+}
+
+/// Runs `f`, turning a panic into its message without printing it (the panic hook is
+/// swapped for the call; calls are serialised, the hook being global).
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    out.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into())
+    })
 }
 
 /// Trains a byte-level BPE (GPT-2 style: bytes as the initial alphabet, no prefix space) on the
