@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod data;
 mod infer;
+mod memory;
 mod progress;
 mod signals;
 mod train;

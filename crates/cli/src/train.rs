@@ -316,6 +316,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         } else {
             None
         },
+        memory: crate::memory::limit(args.backend),
     };
     // A resumed run keeps its device count unless --devices says otherwise.
     let devices = match (args.devices, args.resume) {

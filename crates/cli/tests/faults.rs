@@ -369,3 +369,31 @@ fn skip_nonfinite_takes_a_count() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(saved["skip_nonfinite"], 3);
 }
+
+#[test]
+fn a_run_that_cannot_fit_in_memory_is_refused_with_the_estimate() {
+    let dir = scratch("faults-memory");
+    let (_, data, model) = prepared(&dir);
+    // The small model with a context of a million tokens: the attention scores alone of one
+    // batch need terabytes.
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    config["max_seq_len"] = 1_000_000.into();
+    let huge = dir.join("huge.json");
+    std::fs::write(&huge, config.to_string()).unwrap();
+    let out = dir.join("run");
+    let args = train_args(
+        &huge.to_string_lossy(),
+        &data,
+        &out,
+        "1",
+        &["--seq-len", "1000000"],
+    );
+    let start = Instant::now();
+    fails_with(
+        strata(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        "needs about",
+    );
+    assert!(start.elapsed() < Duration::from_secs(30), "refused at once");
+    assert!(!out.exists(), "nothing written");
+}

@@ -14,14 +14,19 @@
 //!   [`Setup::compiled_kernels`] counts (progress while a new GPU compiles, and tests that a
 //!   steady-state step compiles nothing).
 //!
+//! - [`free_memory`]: a GPU's free memory where the driver tells it (CUDA), for the check that
+//!   refuses a training run that cannot fit.
+//!
 //! Without the `cubecl` feature (a CPU-only build) there is nothing to set up.
 
 mod folder;
+mod memory;
 mod name;
 #[cfg(feature = "cubecl")]
 mod setup;
 
 pub use folder::{cache_root, gpu_key, CACHE_ENV};
+pub use memory::free_memory;
 pub use name::gpu_name;
 #[cfg(feature = "cubecl")]
 pub use setup::configure;

@@ -187,6 +187,18 @@ pub enum TrainError {
         /// The 1-based step.
         step: u64,
     },
+    /// A run whose estimated memory exceeds what the machine or the GPU has.
+    #[error("this run needs about {need} of memory ({detail}); {place} has {available} available: lower --batch-size (--global-batch keeps the batch by accumulating) or --seq-len")]
+    TooLarge {
+        /// The estimate.
+        need: String,
+        /// Its parts.
+        detail: String,
+        /// "this machine", "the GPU".
+        place: &'static str,
+        /// What is available.
+        available: String,
+    },
     /// More steps with a non-finite loss or gradients than `--skip-nonfinite` allows.
     #[error("step {step} had a non-finite loss or gradients: {skips} such steps, more than --skip-nonfinite {allowed} allows; the last checkpoint is kept")]
     TooManyNonFinite {

@@ -232,3 +232,66 @@ fn a_checkpoint_that_cannot_be_written_names_the_file_and_keeps_the_last_one() {
     ));
     assert!(e.contains("metrics.jsonl"), "{e}");
 }
+
+#[test]
+fn requests_that_cannot_fit_are_refused_before_the_first_step() {
+    let dir = scratch("fault-fit");
+    let data = prepared(&dir);
+    let config = small_run(&data, 2);
+    let out = dir.join("run");
+    let refuse = |config: &TrainConfig, options: RunOptions| {
+        err_text(train::train::<TB>(
+            Start::Fresh(config.clone()),
+            &out,
+            options,
+            &Default::default(),
+            &mut Quiet,
+        ))
+    };
+    // The estimate against a machine of 1 MiB: refused with the estimate and its parts.
+    let tiny_machine = RunOptions {
+        memory: Some(train::MemoryLimit {
+            bytes: 1 << 20,
+            shared: true,
+            place: "this machine",
+        }),
+        ..RunOptions::default()
+    };
+    let e = refuse(&config, tiny_machine);
+    assert!(
+        e.contains("needs about")
+            && e.contains("this machine has 0.0 GiB")
+            && e.contains("4 x 32 tokens"),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing written");
+    // Two CPU replicas count twice.
+    let mut two = config.clone();
+    two.devices = 2;
+    let estimate = transformer::accounting::training_memory(&config.model, 4, 32, 4).peak;
+    let fits_one = RunOptions {
+        memory: Some(train::MemoryLimit {
+            bytes: estimate + estimate / 2,
+            shared: true,
+            place: "this machine",
+        }),
+        ..RunOptions::default()
+    };
+    let devices = [Default::default(), Default::default()];
+    let e = err_text(train::train_on::<TB>(
+        Start::Fresh(two),
+        &out,
+        fits_one,
+        &devices,
+        &mut Quiet,
+    ));
+    assert!(e.contains("2 replicas"), "{e}");
+    let _lock = rng_lock();
+    assert_eq!(run(&config, &out, fits_one).steps, 2, "one replica fits");
+
+    // A micro-batch larger than the training data's windows.
+    let mut wide = config.clone();
+    wide.batch_size = 100_000;
+    let e = refuse(&wide, RunOptions::default());
+    assert!(e.contains("batch_size") && e.contains("windows"), "{e}");
+}

@@ -129,6 +129,9 @@ pub struct RunOptions {
     pub stop: Option<&'static AtomicBool>,
     /// Overrides the run's `skip_nonfinite` for this session (e.g. to resume past a fault).
     pub skip_nonfinite: Option<u64>,
+    /// Memory the run may use: a run whose estimate
+    /// ([`transformer::accounting::training_memory`]) exceeds it is refused before it starts.
+    pub memory: Option<MemoryLimit>,
     /// Tests: the data-parallel replica of this rank panics in this (0-based) step.
     #[cfg(test)]
     pub(crate) fail_at: Option<(usize, u64)>,
@@ -138,6 +141,56 @@ pub struct RunOptions {
     /// Tests: the gradients of this (0-based) step are NaN.
     #[cfg(test)]
     pub(crate) poison_grads_at: Option<u64>,
+}
+
+/// Memory available to a run, for the check before its first step.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimit {
+    /// Bytes available.
+    pub bytes: u64,
+    /// Whether the devices share it (CPU replicas in one process's memory), so that every
+    /// replica's estimate counts against it; otherwise each device has this much.
+    pub shared: bool,
+    /// What holds it, for the message ("this machine", "the GPU").
+    pub place: &'static str,
+}
+
+/// Refuses a run whose estimated memory exceeds `limit`.
+fn check_memory(
+    config: &TrainConfig,
+    model: &transformer::TransformerConfig,
+    devices: usize,
+    limit: MemoryLimit,
+) -> Result<(), TrainError> {
+    let bytes = if config.precision.compute_dtype().is_some() {
+        2
+    } else {
+        4
+    };
+    let m = accounting::training_memory(model, config.batch_size, config.seq_len, bytes);
+    let replicas = if limit.shared { devices as u64 } else { 1 };
+    let need = m.peak.saturating_mul(replicas);
+    if need <= limit.bytes {
+        return Ok(());
+    }
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+    Err(TrainError::TooLarge {
+        need: gib(need),
+        detail: format!(
+            "{}weights, gradients and AdamW {} + activations {} for {} x {} tokens",
+            if replicas > 1 {
+                format!("{replicas} replicas x (")
+            } else {
+                String::new()
+            },
+            gib(m.weights + m.gradients + m.optimizer),
+            gib(m.activations),
+            config.batch_size,
+            config.seq_len
+        ) + if replicas > 1 { ")" } else { "" },
+        place: limit.place,
+        available: gib(limit.bytes),
+    })
 }
 
 /// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
@@ -185,6 +238,12 @@ pub fn train_on<B: AutodiffBackend>(
         config.precision.check::<B>(device)?;
     }
     let device = &devices[0];
+    // Requests that cannot be met, and data problems, fail before the folder is touched.
+    if let Some(limit) = options.memory {
+        let mut model = config.model.clone();
+        model.self_guided = config.sgt.is_some();
+        check_memory(config, &model, devices.len(), limit)?;
+    }
     // Data problems surface before the output folder is touched.
     let manifest = Manifest::load(&config.data)?;
     manifest.check_vocab(&config.model_name, config.model.vocab_size)?;
@@ -198,6 +257,17 @@ pub fn train_on<B: AutodiffBackend>(
         )
     };
     let loader = open_loader()?;
+    let per_micro_batch = config.batch_size * devices.len();
+    if loader.windows() < per_micro_batch {
+        return Err(TrainError::Setting {
+            setting: "batch_size",
+            problem: format!(
+                "a micro-batch of {per_micro_batch} sequences of {} tokens needs as many windows; the training data has {} (lower --batch-size or --seq-len, or add data)",
+                config.seq_len,
+                loader.windows()
+            ),
+        });
+    }
     let peer_loaders = (1..devices.len())
         .map(|_| open_loader())
         .collect::<Result<Vec<_>, _>>()?;

@@ -147,3 +147,82 @@ pub fn mfu(flops: f64, seconds: f64, peak_flops_per_second: f64) -> f64 {
     }
     flops / seconds / peak_flops_per_second
 }
+
+/// Estimated memory of one training replica (see [`training_memory`]), in bytes.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TrainingMemory {
+    /// f32 master weights (guides included), plus their half-precision copy when the passes
+    /// run in bf16 / f16.
+    pub weights: u64,
+    /// f32 gradients.
+    pub gradients: u64,
+    /// AdamW's two f32 moments.
+    pub optimizer: u64,
+    /// Activations autodiff keeps for the backward pass of one micro-batch.
+    pub activations: u64,
+    /// The estimated peak: the weights, and the larger of (activations + gradients) during the
+    /// backward pass and (gradients + moments) during the update.
+    pub peak: u64,
+}
+
+/// Estimates the memory of training `config` on micro-batches of `batch` sequences of
+/// `seq_len` tokens, activations stored in `activation_bytes` per value (4 for f32, 2 for
+/// bf16 / f16). The activation count follows what burn's autodiff keeps per token and block
+/// (norm inputs and outputs, q/k/v and their rotated copies, the attention scores and
+/// probabilities of every head, the FFN's hidden values, structured layers' inner values, the
+/// residual stream) and, once, the logits with their softmax and gradient. Against the peak
+/// resident memory of `strata bench train` on the CPU it falls short by about the process's
+/// own 50-70 MB for tiny-dense (batch 32 x 128), s-dense (2 x 256) and s-lowrank-r192
+/// (4 x 512); see docs/reliability.md.
+pub fn training_memory(
+    config: &TransformerConfig,
+    batch: usize,
+    seq_len: usize,
+    activation_bytes: u64,
+) -> TrainingMemory {
+    let p = params(config);
+    let n = (p.total + p.guide_weights) as f64;
+    let (d, a, ff) = (
+        config.d_model as f64,
+        config.d_attn as f64,
+        config.d_ff as f64,
+    );
+    let kv = config.kv_dim() as f64;
+    let heads = config.n_heads as f64;
+    let hidden = match config.activation {
+        crate::config::ActivationKind::SwiGlu => 5.0 * ff,
+        _ => 3.0 * ff,
+    };
+    let mut per_token = 0.0;
+    for layer in 0..config.n_layers {
+        per_token += 8.0 * d + 2.0 * a + 4.0 * kv + 3.0 * heads * seq_len as f64 + hidden;
+        for place in config.places() {
+            let linear = config.linear(layer, place);
+            per_token += match linear.structure {
+                Structure::Dense => 0.0,
+                Structure::LowRank { rank } | Structure::BlockDense { rank, .. } => rank as f64,
+                Structure::BlockShuffle { .. } => linear.d_in.max(linear.d_out) as f64,
+            };
+            if config.self_guided && linear.structure != Structure::Dense {
+                per_token += 2.0 * linear.d_out as f64;
+            }
+        }
+    }
+    per_token += 3.0 * config.vocab_size as f64 + 2.0 * d;
+    let tokens = (batch * seq_len) as f64;
+    let half_copy = if activation_bytes < 4 { 2.0 * n } else { 0.0 };
+    let bytes = |x: f64| x.min(u64::MAX as f64) as u64;
+    let m = TrainingMemory {
+        weights: bytes(4.0 * n + half_copy),
+        gradients: bytes(4.0 * n),
+        optimizer: bytes(8.0 * n),
+        activations: bytes(tokens * per_token * activation_bytes as f64),
+        peak: 0,
+    };
+    TrainingMemory {
+        peak: m.weights.saturating_add(
+            (m.activations.saturating_add(m.gradients)).max(m.gradients + m.optimizer),
+        ),
+        ..m
+    }
+}

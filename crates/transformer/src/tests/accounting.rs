@@ -52,3 +52,33 @@ fn training_flops_follow_the_paper() {
     );
     assert_eq!(with.ffn - plain.ffn, 2 * 11 * 2 * 768 * 3072);
 }
+
+#[test]
+fn the_training_memory_estimate_adds_up_and_scales_with_the_batch() {
+    let zoo = Zoo::builtin().unwrap();
+    let c = &zoo.get("s-lowrank-r192").unwrap().config;
+    let one = crate::accounting::training_memory(c, 1, 256, 4);
+    let four = crate::accounting::training_memory(c, 4, 256, 4);
+    let p = params(c).total;
+    assert_eq!(one.weights, 4 * p);
+    assert_eq!(one.gradients, 4 * p);
+    assert_eq!(one.optimizer, 8 * p);
+    assert_eq!(four.activations, 4 * one.activations, "linear in the batch");
+    assert_eq!(
+        four.peak,
+        four.weights + (four.activations + four.gradients).max(four.gradients + four.optimizer)
+    );
+    // Half-precision passes: half the activation bytes, plus a 2-byte copy of the weights.
+    let half = crate::accounting::training_memory(c, 4, 256, 2);
+    assert_eq!(2 * half.activations, four.activations);
+    assert_eq!(half.weights, 6 * p);
+    // Guides add their weights and their outputs.
+    let mut guided = c.clone();
+    guided.self_guided = true;
+    let g = crate::accounting::training_memory(&guided, 4, 256, 4);
+    assert_eq!(g.weights, 4 * (p + params(&guided).guide_weights));
+    assert!(g.activations > four.activations);
+    // Longer sequences cost more per token (the attention scores).
+    let long = crate::accounting::training_memory(c, 1, 1024, 4);
+    assert!(long.activations > 4 * one.activations);
+}
