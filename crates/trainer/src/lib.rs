@@ -13,6 +13,7 @@ pub mod data;
 mod error;
 mod eval;
 pub mod loader;
+mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
