@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod precision;
+pub mod profile;
 mod readback;
 mod run_config;
 mod run_dir;

@@ -22,57 +22,81 @@ use structured_linear::SelfGuided;
 /// `max_seq_len` and pair `i < head_dim / 2` (half-split pairs `(i, i + head_dim / 2)`).
 ///
 /// Constants of the model (not parameters: never trained, never saved), in the device's default
-/// float type; computed in f64 on the host once, at init.
+/// float type; computed in f64 on the host once, at init. The tables are full width (each pair's
+/// angle at `i` and `i + head_dim / 2`) and the "rotate half" is a product with a signed
+/// permutation matrix, so that applying RoPE is contiguous work (a small matmul, two products
+/// and a sum) with no strided halves and no concatenation; the result is bit for bit that of
+/// `(x1 cos - x2 sin, x2 cos + x1 sin)`, the permutation's products being exact.
 #[derive(Module, Debug)]
 pub struct Rope<B: Backend> {
-    /// `cos(angle)`, `[max_seq_len, head_dim / 2]`.
+    /// `cos(angle)`, `[max_seq_len, head_dim]`.
     cos: Tensor<B, 2>,
-    /// `sin(angle)`, `[max_seq_len, head_dim / 2]`.
+    /// `sin(angle)`, `[max_seq_len, head_dim]`.
     sin: Tensor<B, 2>,
+    /// `[head_dim, head_dim]`: `x R = (-x2, x1)` for `x = (x1, x2)`.
+    rotate: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
     /// The tables for `positions` positions of heads of `head_dim`, frequency base `base`.
     pub fn new(positions: usize, head_dim: usize, base: f64, device: &B::Device) -> Self {
         let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(positions * half);
-        let mut sin = Vec::with_capacity(positions * half);
+        let mut cos = Vec::with_capacity(positions * head_dim);
+        let mut sin = Vec::with_capacity(positions * head_dim);
         for pos in 0..positions {
-            for i in 0..half {
-                let angle = pos as f64 * base.powf(-2.0 * i as f64 / head_dim as f64);
+            for i in 0..head_dim {
+                let pair = i % half;
+                let angle = pos as f64 * base.powf(-2.0 * pair as f64 / head_dim as f64);
                 cos.push(angle.cos());
                 sin.push(angle.sin());
             }
         }
-        let table = |v: Vec<f64>| Tensor::from_data(TensorData::new(v, [positions, half]), device);
+        let mut rotate = vec![0.0f64; head_dim * head_dim];
+        for i in 0..half {
+            rotate[(i + half) * head_dim + i] = -1.0; // out[i] = -x[i + half]
+            rotate[i * head_dim + i + half] = 1.0; // out[i + half] = x[i]
+        }
+        let table = |v: Vec<f64>, rows: usize| {
+            Tensor::from_data(TensorData::new(v, [rows, head_dim]), device)
+        };
         Self {
-            cos: table(cos),
-            sin: table(sin),
+            cos: table(cos, positions),
+            sin: table(sin, positions),
+            rotate: table(rotate, head_dim),
         }
     }
 
     /// Rotates `x` by the angles of positions `offset..offset + seq`.
     ///
     /// # Shapes
-    /// - x: `[batch, heads, seq, head_dim]` -> same
+    /// - x: `[batch, seq, heads, head_dim]` -> same
     pub fn apply(&self, x: Tensor<B, 4>, offset: usize) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
+        let [b, t, h, d] = x.dims();
         let dtype = x.dtype();
-        let table = |t_: &Tensor<B, 2>| {
-            let part = t_.clone().narrow(0, offset, t).reshape([1, 1, t, half]);
-            if part.dtype() == dtype {
-                part
+        let cast = |table: Tensor<B, 2>| {
+            if table.dtype() == dtype {
+                table
             } else {
-                part.cast(dtype)
+                table.cast(dtype)
             }
         };
+        // The tables as one row of `t * heads * d` values and the inputs as `batch` such rows:
+        // the products then broadcast one shared row (the CPU backend's vectorised path) rather
+        // than walking a 4-d broadcast element by element.
+        let row = t * h * d;
+        let table = |t_: &Tensor<B, 2>| {
+            cast(t_.clone().narrow(0, offset, t))
+                .reshape([t, 1, d])
+                .repeat_dim(1, h)
+                .reshape([1, row])
+        };
         let (cos, sin) = (table(&self.cos), table(&self.sin));
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
-        let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-        let r2 = x1 * sin + x2 * cos;
-        Tensor::cat(vec![r1, r2], 3).reshape([b, h, t, d])
+        let rotated = x
+            .clone()
+            .reshape([b * t * h, d])
+            .matmul(cast(self.rotate.clone()))
+            .reshape([b, row]);
+        (x.reshape([b, row]) * cos + rotated * sin).reshape([b, t, h, d])
     }
 }
 
@@ -174,21 +198,15 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self
-            .q
-            .forward(x.clone())
-            .reshape([b, t, h, hd])
-            .swap_dims(1, 2);
-        let k = self
-            .k
-            .forward(x.clone())
-            .reshape([b, t, kvh, hd])
-            .swap_dims(1, 2);
-        let v = self.v.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+        // RoPE on the projections' own (contiguous) layout, then heads first.
+        let q = self.q.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = self.k.forward(x.clone()).reshape([b, t, kvh, hd]);
         let (q, k) = match &positions.rope {
             Some(rope) => (rope.apply(q, offset), rope.apply(k, offset)),
             None => (q, k),
         };
+        let (q, k) = (q.swap_dims(1, 2), k.swap_dims(1, 2));
+        let v = self.v.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(cache) => cache.write(k, v, offset, t == 1),
             None => (k, v),
@@ -221,11 +239,14 @@ impl<B: Backend> Attention<B> {
         let scores = if t == 1 && s == offset + 1 {
             scores
         } else {
-            let mask = positions
-                .causal_mask(t, s, offset)
-                .reshape([1, 1, t, s])
-                .expand([b, h, t, s]);
-            scores.mask_fill(mask, f32::NEG_INFINITY)
+            // An additive bias (0, or -inf where masked) shared by every batch row and head (one
+            // broadcast row): the same scores and gradients as filling the masked ones, without
+            // expanding a mask.
+            let mask = positions.causal_mask(t, s, offset);
+            let bias = Tensor::<B, 2>::zeros([t, s], &mask.device())
+                .mask_fill(mask, f32::NEG_INFINITY)
+                .cast(scores.dtype());
+            (scores.reshape([b * h, t * s]) + bias.reshape([1, t * s])).reshape([b, h, t, s])
         };
         let weights = self.dropout.forward(softmax(scores, 3));
         let weights = if half { weights.cast(dtype) } else { weights };

@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::json;
 use trainer::optim::{AdamW, AdamWConfig};
 use trainer::precision::Precision;
+use trainer::profile::{profiled_step, PhaseTimes};
 use trainer::train::{apply_update, micro_step, Compute};
 use transformer::accounting::{forward_flops, mfu};
 use transformer::zoo::{resolve_model, Zoo};
@@ -51,6 +52,10 @@ pub struct TrainBenchArgs {
     /// Seed of the model's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Time each phase of the step (batch, forward + loss, backward, norm + clipping, AdamW),
+    /// synchronising the device between them; reported as `phases_ms` (medians).
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn run(args: TrainBenchArgs) -> Result<()> {
@@ -124,11 +129,21 @@ impl Job for TrainBench {
                 f.attention_scores + f.head
             } + model.linear_flops(tokens)) as f64;
         let mut times = Vec::new();
+        let mut phases = Vec::new();
         let mut first_step = 0.0;
         for i in 0..args.warmup + args.steps {
             let start = Instant::now();
-            let (_, grads) = micro_step(&model, &windows, 1, compute, &device)?;
-            (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0, compute);
+            if args.profile {
+                let took;
+                (model, took) =
+                    profiled_step(model, &mut optim, &windows, 1e-4, 1.0, compute, &device)?;
+                if i >= args.warmup {
+                    phases.push(took);
+                }
+            } else {
+                let (_, grads) = micro_step(&model, &windows, 1, compute, &device)?;
+                (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0, compute);
+            }
             B::sync(&device)?;
             let took = start.elapsed().as_secs_f64();
             if i == 0 {
@@ -156,6 +171,17 @@ impl Job for TrainBench {
             "flops_per_step": flops,
             "tflops_per_s": round3(flops / t / 1e12),
         });
+        if args.profile {
+            let ms =
+                |f: fn(&PhaseTimes) -> f64| round1(median(phases.iter().map(f).collect()) * 1e3);
+            line["phases_ms"] = json!({
+                "data": ms(|p| p.data),
+                "forward": ms(|p| p.forward),
+                "backward": ms(|p| p.backward),
+                "clip": ms(|p| p.clip),
+                "adamw": ms(|p| p.adamw),
+            });
+        }
         if let Some(p) = args.peak_tflops {
             line["mfu"] = round3(mfu(flops, t, p * 1e12)).into();
         }

@@ -57,6 +57,30 @@ fn rope_scores_depend_only_on_the_distance() {
     assert!((n0 - n1).abs() < 1e-10);
 }
 
+#[test]
+fn rope_rotates_each_half_split_pair_by_its_angle() {
+    let _rng = seeded::<TB>(12);
+    let device = Default::default();
+    let (b, t, h, d, base) = (2, 3, 2, 8, 10_000.0f64);
+    let x = Tensor::<TB, 4>::random([b, t, h, d], Distribution::Normal(0.0, 1.0), &device);
+    let rope = Rope::<TB>::new(16, d, base, &device);
+    let xs = values(x.clone());
+    for offset in [0, 5] {
+        let got = values(rope.apply(x.clone(), offset));
+        let mut want = vec![0.0; xs.len()];
+        for (row, chunk) in xs.chunks(d).enumerate() {
+            let pos = (offset + (row / h) % t) as f64;
+            for i in 0..d / 2 {
+                let angle = pos * base.powf(-2.0 * i as f64 / d as f64);
+                let (x1, x2) = (chunk[i], chunk[i + d / 2]);
+                want[row * d + i] = x1 * angle.cos() - x2 * angle.sin();
+                want[row * d + i + d / 2] = x2 * angle.cos() + x1 * angle.sin();
+            }
+        }
+        assert_close(&got, &want, 1e-12, &format!("offset {offset}"));
+    }
+}
+
 /// Grouped-query attention written out head by head with plain loops.
 fn direct_attention(model: &Transformer<TB>, x: &[f64], t: usize) -> Vec<f64> {
     let c = model.config();
