@@ -87,6 +87,10 @@ pub struct GenerateArgs {
     /// Arithmetic of decoding: the f32 weights are cast to it after loading (and merging).
     #[arg(long, value_enum, default_value = "f32")]
     precision: PrecisionArg,
+    /// Print one JSON object: `{"prompt_ids": [...], "ids": [...], "text": "..."}` (`ids`: the
+    /// generated token ids, without the end-of-text token; `text`: their decoding).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -249,6 +253,7 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
         args.premerge_threshold
             .unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
     };
+    let prompt_ids = prompt.clone();
     let ids = dispatch(
         args.backend,
         Generate {
@@ -266,7 +271,12 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
     let text = tokenizer
         .decode(&ids, true)
         .map_err(|e| anyhow::anyhow!("cannot decode: {e}"))?;
-    println!("{}{}", args.prompt, text);
+    if args.json {
+        let out = serde_json::json!({"prompt_ids": prompt_ids, "ids": ids, "text": text});
+        println!("{out}");
+    } else {
+        println!("{}{}", args.prompt, text);
+    }
     Ok(())
 }
 

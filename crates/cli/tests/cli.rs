@@ -225,6 +225,19 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     let structured = greedy(&run, &[]);
     assert_eq!(greedy(&run, &["--premerge-threshold", "1"]), structured);
     assert_eq!(greedy(&run, &["--merged"]), structured);
+    // --json: the prompt's ids, the generated ids and their text, which the plain output ends
+    // with.
+    let j: serde_json::Value = serde_json::from_str(&greedy(&run, &["--json"])).unwrap();
+    let (prompt_ids, ids) = (
+        j["prompt_ids"].as_array().unwrap(),
+        j["ids"].as_array().unwrap(),
+    );
+    assert!(!prompt_ids.is_empty() && ids.len() <= 8, "{j}");
+    assert!(ids.iter().all(|id| id.as_u64().is_some_and(|id| id < 300)));
+    assert_eq!(
+        format!("the cat{}", j["text"].as_str().unwrap()),
+        structured.trim_end_matches('\n')
+    );
 
     // Bad input: one line, non-zero exit, nothing already written changes.
     let before = std::fs::read(dir.join("run/metrics.jsonl")).unwrap();
