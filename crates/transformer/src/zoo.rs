@@ -28,6 +28,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
         "models/tiny.toml",
         include_str!("../../../models/tiny.toml"),
     ),
+    (
+        "models/llama.toml",
+        include_str!("../../../models/llama.toml"),
+    ),
 ];
 
 /// A zoo file or lookup that cannot be used.

@@ -108,6 +108,9 @@ fn the_zoo_has_every_name_with_the_documented_counts() {
         "lpa-370m",
         "lpa-370m-dense",
         "tiny-dense",
+        "smollm-135m",
+        "smollm-135m-lowrank-r208",
+        "smollm-135m-lpa-r144",
     ] {
         expected.push(name.into());
     }
@@ -137,7 +140,10 @@ fn the_zoo_has_every_name_with_the_documented_counts() {
             entry.name
         );
     }
-    assert_eq!(documented, 28, "20 paper models, 4 wide/GQA, 4 LPA");
+    assert_eq!(
+        documented, 30,
+        "20 paper models, 4 wide/GQA, 4 LPA, 2 Llama-family (SmolLM-135M: 134,515,008 as its checkpoint holds)"
+    );
     for (name, ffn) in FFN_WEIGHTS {
         assert_eq!(
             params(&zoo.get(name).unwrap().config).ffn_weights,
