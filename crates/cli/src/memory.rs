@@ -1,8 +1,8 @@
 //! How much memory a training run may use on the chosen backend, for the check that refuses a
 //! run whose estimate cannot fit before its first step (instead of minutes of swapping or an
-//! out-of-memory kill): on the CPU backends the machine's available memory (`MemAvailable`,
-//! and the cgroup's limit when the process runs in one), shared by the replicas; on CUDA the
-//! GPU's free memory; on wgpu nothing is known, so nothing is checked.
+//! out-of-memory kill): on the CPU backends the machine's available memory (`MemAvailable`, and
+//! the cgroup's limit when the process runs in one, page cache not counted), shared by the
+//! replicas; on CUDA the GPU's free memory; on wgpu nothing is known, so nothing is checked.
 
 use trainer::train::MemoryLimit;
 
@@ -29,17 +29,29 @@ pub fn limit(backend: BackendKind) -> Option<MemoryLimit> {
 fn host_available() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let available = meminfo_available(&meminfo)?;
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).ok();
     let cgroup = || -> Option<u64> {
-        let max = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?;
-        let max: u64 = max.trim().parse().ok()?; // "max": no limit
-        let used: u64 = std::fs::read_to_string("/sys/fs/cgroup/memory.current")
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        Some(max.saturating_sub(used))
+        cgroup_available(
+            &read("memory.max")?,
+            &read("memory.current")?,
+            &read("memory.stat")?,
+        )
     };
     Some(cgroup().map_or(available, |c| c.min(available)))
+}
+
+/// What a cgroup v2 limit leaves: `memory.max` less what is in use, the page cache not counted
+/// (the kernel reclaims it before it refuses memory; `memory.current` includes it, and after a
+/// build it can be most of the limit). `None` without a limit (`max`).
+fn cgroup_available(max: &str, current: &str, stat: &str) -> Option<u64> {
+    let max: u64 = max.trim().parse().ok()?;
+    let current: u64 = current.trim().parse().ok()?;
+    let file: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("file "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some(max.saturating_sub(current.saturating_sub(file)))
 }
 
 fn meminfo_available(text: &str) -> Option<u64> {
