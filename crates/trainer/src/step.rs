@@ -4,7 +4,6 @@
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
 use transformer::Transformer;
@@ -25,8 +24,14 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int
         DType::F16 | DType::BF16 => logits.cast(DType::F32),
         _ => logits,
     };
-    let logp = log_softmax(logits.reshape([b * t, v]), 1);
-    logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
+    // mean(logsumexp(x) - x[target]), with the row maximum as a constant shift (logsumexp does
+    // not depend on it): the backward pass reuses the saved exponentials instead of taking the
+    // exponential of the log-probabilities again, as log_softmax's backward does.
+    let x = logits.reshape([b * t, v]);
+    let max = x.clone().detach().max_dim(1);
+    let lse = (x.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let picked = x.gather(1, targets.reshape([b * t, 1]));
+    (lse - picked).mean()
 }
 
 /// Refuses windows holding a token id the model's embedding cannot index (a data file that
