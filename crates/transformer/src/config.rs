@@ -124,6 +124,10 @@ fn default_true() -> bool {
     true
 }
 
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+
 fn default_init_std() -> f64 {
     0.02
 }
@@ -163,6 +167,13 @@ pub struct TransformerConfig {
     /// Biases on the attention and FFN linear layers (default true).
     #[serde(default = "default_true")]
     pub bias: bool,
+    /// Biases on the q, k and v projections even when `bias` is false (Qwen2's layout; default
+    /// false).
+    #[serde(default)]
+    pub qkv_bias: bool,
+    /// Epsilon of every norm (default 1e-5, as burn, GPT-2 and SmolLM; Llama-2 uses 1e-6).
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
     /// Position encoding (default rope, base 10000).
     #[serde(default)]
     pub position: Position,
@@ -283,9 +294,11 @@ impl TransformerConfig {
             (Structure::Dense, _) | (_, None) => Init::Normal { std: self.init_std },
             (_, Some(init)) => init,
         };
+        let qkv = matches!(place, Place::Q | Place::K | Place::V);
+        let bias = self.bias || (self.qkv_bias && qkv);
         StructuredLinearConfig::new(d_in, d_out)
             .with_structure(structure)
-            .with_bias(self.bias && !bias_first)
+            .with_bias(bias && !bias_first)
             .with_inner_bias(bias_first)
             .with_init(init)
     }
@@ -338,6 +351,12 @@ impl TransformerConfig {
                     format!("must be > 1, got {base}"),
                 ));
             }
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0 && self.norm_eps < 1.0) {
+            return Err(ModelError::invalid(
+                "norm_eps",
+                format!("must lie in (0, 1), got {}", self.norm_eps),
+            ));
         }
         if !(self.init_std.is_finite() && self.init_std > 0.0) {
             return Err(ModelError::invalid(

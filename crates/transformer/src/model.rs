@@ -27,10 +27,14 @@ pub enum Norm<B: Backend> {
 }
 
 impl<B: Backend> Norm<B> {
-    fn new(kind: NormKind, d: usize, device: &B::Device) -> Self {
+    fn new(kind: NormKind, d: usize, epsilon: f64, device: &B::Device) -> Self {
         match kind {
-            NormKind::LayerNorm => Norm::Layer(LayerNormConfig::new(d).init(device)),
-            NormKind::RmsNorm => Norm::Rms(RmsNormConfig::new(d).init(device)),
+            NormKind::LayerNorm => {
+                Norm::Layer(LayerNormConfig::new(d).with_epsilon(epsilon).init(device))
+            }
+            NormKind::RmsNorm => {
+                Norm::Rms(RmsNormConfig::new(d).with_epsilon(epsilon).init(device))
+            }
         }
     }
 
@@ -136,9 +140,9 @@ impl<B: Backend> Block<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         Ok(Self {
-            norm1: Norm::new(config.norm, config.d_model, device),
+            norm1: Norm::new(config.norm, config.d_model, config.norm_eps, device),
             attn: Attention::new(config, layer, device)?,
-            norm2: Norm::new(config.norm, config.d_model, device),
+            norm2: Norm::new(config.norm, config.d_model, config.norm_eps, device),
             ffn: Ffn::new(config, layer, device)?,
             dropout: DropoutConfig::new(config.dropout).init(),
             branch_output_norm: config.norm_placement == NormPlacement::BranchOutput,
@@ -215,7 +219,7 @@ impl TransformerConfig {
             blocks,
             final_norm: self
                 .final_norm
-                .then(|| Norm::new(self.norm, self.d_model, device)),
+                .then(|| Norm::new(self.norm, self.d_model, self.norm_eps, device)),
             head: (!self.tie_embeddings).then(|| normal([self.d_model, self.vocab_size])),
             head_bias: (!self.tie_embeddings && self.head_bias)
                 .then(|| Param::from_tensor(Tensor::zeros([self.vocab_size], device))),

@@ -82,3 +82,38 @@ fn the_training_memory_estimate_adds_up_and_scales_with_the_batch() {
     let long = crate::accounting::training_memory(c, 1, 1024, 4);
     assert!(long.activations > 4 * one.activations);
 }
+
+#[test]
+fn qkv_bias_adds_biases_to_q_k_v_only_and_norm_eps_is_used() {
+    let plain = small(|c| {
+        c.bias = false;
+        c.n_kv_heads = 2;
+    });
+    let mut qwen = plain.clone();
+    qwen.qkv_bias = true;
+    let kv = plain.kv_dim() as u64;
+    assert_eq!(
+        params(&qwen).biases - params(&plain).biases,
+        plain.n_layers as u64 * (plain.d_attn as u64 + 2 * kv),
+        "q, k and v biases in every layer"
+    );
+    for place in [Place::O, Place::Fc1, Place::Fc2] {
+        assert!(!qwen.linear(0, place).bias, "{place:?} stays without bias");
+    }
+    // The epsilon reaches the norms: a huge one changes the function, and it is validated.
+    let _rng = seeded::<TB>(3);
+    let model = plain.init::<TB>(&Default::default()).unwrap();
+    let mut loose = plain.clone();
+    loose.norm_eps = 0.5;
+    let mut other = loose.init::<TB>(&Default::default()).unwrap();
+    test_support::copy_weights(&model, &mut other);
+    let ids = tokens(&sequence(8, 50, 1), 1);
+    let (a, b) = (
+        values(model.forward(ids.clone()).unwrap()),
+        values(other.forward(ids).unwrap()),
+    );
+    assert!(max_abs_diff(&a, &b) > 1e-3);
+    let mut bad = plain.clone();
+    bad.norm_eps = 0.0;
+    assert!(bad.validate().unwrap_err().to_string().contains("norm_eps"));
+}

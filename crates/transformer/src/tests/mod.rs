@@ -87,6 +87,19 @@ fn variants() -> Vec<(&'static str, TransformerConfig)> {
             }),
         ),
         (
+            // Qwen2's layout: no biases but on q, k and v; RMSNorm with its epsilon; SwiGLU; GQA.
+            "qwen2-style",
+            small(|c| {
+                c.norm = NormKind::RmsNorm;
+                c.norm_eps = 1e-6;
+                c.activation = ActivationKind::SwiGlu;
+                c.bias = false;
+                c.qkv_bias = true;
+                c.n_kv_heads = 2;
+                c.tie_embeddings = false;
+            }),
+        ),
+        (
             "lpa-370m-style",
             small(|c| {
                 c.attention = AttentionStructure {
