@@ -179,7 +179,14 @@ pub fn train_on<B: AutodiffBackend>(
         config.skip_nonfinite = n;
     }
     let config = &config;
-    config.validate()?;
+    // A resumed run's settings come from its config.json: a bad value names that file.
+    config.validate().map_err(|e| match resuming {
+        true => TrainError::BadRunConfig {
+            path: dir.config(),
+            problem: e.to_string(),
+        },
+        false => e,
+    })?;
     if config.devices != devices.len() {
         return Err(TrainError::DeviceCount {
             run: config.devices,
