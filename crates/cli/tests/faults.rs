@@ -120,19 +120,17 @@ fn uninterrupted(args: &[String], out: &Path) -> Vec<(u64, f64)> {
     logged_steps(out)
 }
 
-fn resume_to_end(args: &[String]) -> std::process::Output {
-    let mut resume = args.to_vec();
-    resume.push("--resume".into());
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(&resume)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `args` followed by `extra`.
+fn plus(args: &[String], extra: &[&str]) -> Vec<String> {
+    args.iter()
+        .cloned()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+/// `args --resume`, which must succeed.
+fn resume_to_end(args: &[String]) {
+    stdout_text(&strata(&plus(args, &["--resume"])));
 }
 
 #[test]
@@ -193,8 +191,7 @@ fn a_second_signal_exits_at_once_and_the_checkpoints_stay_loadable() {
             stdout_text(&eval);
         }
     }
-    let mut resume = args.clone();
-    resume.extend(["--resume".to_string(), "--stop-at".into(), "8".into()]);
+    let resume = plus(&args, &["--resume", "--stop-at", "8"]);
     assert!(wait(&mut spawn(&resume), Duration::from_secs(120)).success());
     assert!(kept_checkpoints(&out).contains(&"step-000000008".to_string()));
 }
@@ -242,14 +239,8 @@ fn a_write_that_fails_ends_the_run_with_one_line_and_keeps_the_last_checkpoint()
     // A file-size limit below the weights file: the checkpoint of step 4 cannot be written.
     let out = dir.join("run");
     let args = train_args(&model, &data, &out, "6", &[]);
-    let mut first = args.clone();
-    first.extend(["--stop-at".to_string(), "2".into()]);
-    stdout_text(&strata(
-        &first.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
-    let mut resume = args.clone();
-    resume.push("--resume".into());
-    let failed = with_file_limit(&resume, weights_size(&out, 2) / 2);
+    stdout_text(&strata(&plus(&args, &["--stop-at", "2"])));
+    let failed = with_file_limit(&plus(&args, &["--resume"]), weights_size(&out, 2) / 2);
     ends_with_error(&failed, "model.safetensors");
     assert_eq!(
         kept_checkpoints(&out),
@@ -276,11 +267,7 @@ fn a_write_that_fails_ends_the_run_with_one_line_and_keeps_the_last_checkpoint()
     }
     let out = mount.join("run");
     let args = train_args(&model, &data, &out, "6", &[]);
-    let mut first = args.clone();
-    first.extend(["--stop-at".to_string(), "2".into()]);
-    stdout_text(&strata(
-        &first.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
+    stdout_text(&strata(&plus(&args, &["--stop-at", "2"])));
     // Room for what is there and half a checkpoint more.
     let used: u64 = walk_size(&out);
     let room = used + weights_size(&out, 2) / 2;
@@ -293,10 +280,7 @@ fn a_write_that_fails_ends_the_run_with_one_line_and_keeps_the_last_checkpoint()
             .success()
     };
     assert!(remount(room.div_ceil(4096) * 4096 + 4096));
-    let full = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(resume_args(&args))
-        .output()
-        .unwrap();
+    let full = strata(&plus(&args, &["--resume"]));
     let err = String::from_utf8_lossy(&full.stderr).into_owned();
     let unmount = || {
         let _ = Command::new("umount").arg(&mount).status();
@@ -328,12 +312,6 @@ fn ends_with_error(out: &std::process::Output, needle: &str) {
     );
 }
 
-fn resume_args(args: &[String]) -> Vec<String> {
-    let mut a = args.to_vec();
-    a.push("--resume".into());
-    a
-}
-
 /// Bytes of every file under `dir`.
 fn walk_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -355,16 +333,12 @@ fn skip_nonfinite_takes_a_count() {
     let dir = scratch("faults-flags");
     let (_, data, model) = prepared(&dir);
     let out = dir.join("run");
-    let mut args = train_args(&model, &data, &out, "2", &["--skip-nonfinite", "-1"]);
+    let args = train_args(&model, &data, &out, "2", &[]);
     fails_with(
-        strata(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        strata(&plus(&args, &["--skip-nonfinite", "-1"])),
         "--skip-nonfinite",
     );
-    args.truncate(args.len() - 2);
-    args.extend(["--skip-nonfinite".to_string(), "3".into()]);
-    stdout_text(&strata(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
+    stdout_text(&strata(&plus(&args, &["--skip-nonfinite", "3"])));
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(saved["skip_nonfinite"], 3);
@@ -390,10 +364,7 @@ fn a_run_that_cannot_fit_in_memory_is_refused_with_the_estimate() {
         &["--seq-len", "1000000"],
     );
     let start = Instant::now();
-    fails_with(
-        strata(&args.iter().map(String::as_str).collect::<Vec<_>>()),
-        "needs about",
-    );
+    fails_with(strata(&args), "needs about");
     assert!(start.elapsed() < Duration::from_secs(30), "refused at once");
     assert!(!out.exists(), "nothing written");
 }

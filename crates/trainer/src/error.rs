@@ -244,3 +244,15 @@ impl TrainError {
         }
     }
 }
+
+/// The text of a caught panic (a device failing in a data-parallel step, a library panicking on
+/// a malformed file).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "it panicked".to_string()
+    }
+}

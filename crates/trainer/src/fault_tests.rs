@@ -4,7 +4,7 @@
 //! written. Each ends with the run resumable and its log equal to an uninterrupted run's.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::checkpoint;
@@ -22,6 +22,13 @@ fn run(config: &TrainConfig, out: &Path, options: RunOptions) -> train::Summary 
         &mut Quiet,
     )
     .unwrap()
+}
+
+/// Runs `config` without interruption into `dir/straight` and returns that folder.
+fn uninterrupted(config: &TrainConfig, dir: &Path) -> PathBuf {
+    let straight = dir.join("straight");
+    run(config, &straight, RunOptions::default());
+    straight
 }
 
 fn resume(out: &Path) -> train::Summary {
@@ -84,8 +91,7 @@ fn non_finite_gradients_stop_the_run_at_their_step_or_are_skipped_when_allowed()
     assert!(err.contains("gradients became NaN at step 3"), "{err}");
     assert_eq!(steps_kept(&stopped), [2]);
     assert_eq!(resume(&stopped).steps, 6);
-    let straight = dir.join("straight");
-    run(&config, &straight, RunOptions::default());
+    let straight = uninterrupted(&config, &dir);
     same_log(&stopped, &straight);
 
     // With `skip_nonfinite = 1`: the step is logged as skipped (no update: the weights after
@@ -147,9 +153,7 @@ fn a_stop_request_finishes_the_step_checkpoints_and_resumes_exactly() {
     assert_eq!(steps_kept(&out), [3]);
     assert!(s.checkpoint.ends_with(checkpoint::step_dir_name(3)));
     assert_eq!(resume(&out).steps, 6);
-    let straight = dir.join("straight");
-    run(&config, &straight, RunOptions::default());
-    same_log(&out, &straight);
+    same_log(&out, &uninterrupted(&config, &dir));
 }
 
 #[test]
@@ -178,9 +182,7 @@ fn a_run_killed_before_its_first_checkpoint_resumes_from_the_start() {
     .unwrap();
     assert_eq!(resume(&out).steps, 4);
     assert!(!out.join("checkpoints/.tmp-step-000000002").exists());
-    let straight = dir.join("straight");
-    run(&config, &straight, RunOptions::default());
-    same_log(&out, &straight);
+    same_log(&out, &uninterrupted(&config, &dir));
 }
 
 #[test]
@@ -216,9 +218,7 @@ fn a_checkpoint_that_cannot_be_written_names_the_file_and_keeps_the_last_one() {
     // Space freed: the run resumes and ends like an uninterrupted one.
     fs::remove_file(out.join("checkpoints/step-000000004")).unwrap();
     assert_eq!(resume(&out).steps, 4);
-    let straight = dir.join("straight");
-    run(&config, &straight, RunOptions::default());
-    same_log(&out, &straight);
+    same_log(&out, &uninterrupted(&config, &dir));
 
     // metrics.jsonl that cannot be opened for appending: one error naming it, before any step.
     let other = dir.join("other");

@@ -56,6 +56,14 @@ pub struct StepRecord {
     pub val_ppl: Option<f64>,
 }
 
+impl StepRecord {
+    /// Whether the update was skipped for a non-finite loss or gradients under
+    /// `--skip-nonfinite` (an f16 overflow skip has a loss scale).
+    pub fn skipped_nonfinite(&self) -> bool {
+        self.skipped && self.loss_scale.is_none()
+    }
+}
+
 /// Appends records to `metrics.jsonl`.
 #[derive(Debug)]
 pub struct MetricsLog {

@@ -24,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
-use crate::error::TrainError;
+use crate::error::{panic_message, TrainError};
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
 use crate::precision::LossScaler;
@@ -259,17 +259,6 @@ impl<B: AutodiffBackend> Replica<B> {
             .to_vec::<f64>()
             .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
         Ok(std::array::from_fn(|i| out[i]))
-    }
-}
-
-/// The text of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "it panicked".to_string()
     }
 }
 

@@ -15,7 +15,7 @@ use transformer::Transformer;
 
 use crate::error::TrainError;
 use crate::optim::{clip_scale, global_grad_norm, AdamW};
-use crate::step::{batch_tensors, check_ids, cross_entropy, Compute};
+use crate::step::{batch_tensors, check_ids, loss_of, Compute};
 
 /// Seconds spent in each phase of one step.
 #[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
@@ -53,8 +53,7 @@ pub fn profiled_step<B: AutodiffBackend>(
     let (input, target) = batch_tensors::<B>(windows, device);
     sync()?;
     lap(&mut times.data);
-    let logits = compute.precision.apply(model.clone()).forward(input)?;
-    let loss = cross_entropy(logits, target);
+    let loss = loss_of(&model, input, target, compute)?;
     sync()?;
     lap(&mut times.forward);
     let grads = loss.mul_scalar(compute.loss_scale).backward();

@@ -107,7 +107,7 @@ impl<B: Backend> Pending<B> {
             let (loss, grad_norm) = (value(0)?, value(1)?);
             let step = e.record.step;
             // A step skipped under `--skip-nonfinite` was counted (and allowed) when issued.
-            let allowed = e.record.skipped && e.record.loss_scale.is_none();
+            let allowed = e.record.skipped_nonfinite();
             if !loss.is_finite() && !allowed {
                 let (what, value) = ("loss", loss);
                 return Err(TrainError::NonFinite { what, value, step });

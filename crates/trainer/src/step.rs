@@ -102,13 +102,24 @@ pub fn micro_step<B: AutodiffBackend>(
 ) -> Result<(Tensor<B::InnerBackend, 1>, GradientsParams), TrainError> {
     check_ids(windows, model.config().vocab_size)?;
     let (input, target) = batch_tensors::<B>(windows, device);
-    let logits = compute.precision.apply(model.clone()).forward(input)?;
-    let loss = cross_entropy(logits, target);
+    let loss = loss_of(model, input, target, compute)?;
     let value = loss.clone().inner();
     let grads = loss
         .mul_scalar(compute.loss_scale / accum as f64)
         .backward();
     Ok((value, GradientsParams::from_grads(grads, model)))
+}
+
+/// The forward pass of `model` in `compute`'s precision and its mean token loss, `[1]`, tracked
+/// for the backward pass.
+pub(crate) fn loss_of<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    input: Tensor<B, 2, Int>,
+    target: Tensor<B, 2, Int>,
+    compute: Compute,
+) -> Result<Tensor<B, 1>, TrainError> {
+    let logits = compute.precision.apply(model.clone()).forward(input)?;
+    Ok(cross_entropy(logits, target))
 }
 
 /// What [`apply_update`] did.

@@ -343,17 +343,6 @@ pub fn train_on<B: AutodiffBackend>(
         state.alpha = plan.alpha(step);
         state.guides = replica.model.has_guides();
         state.loss_scale = replica.scaler;
-        // An update skipped for a non-finite loss or gradients (not an f16 overflow).
-        if !done.applied && loss_scale.is_none() {
-            state.nonfinite_skips += 1;
-            if state.nonfinite_skips > config.skip_nonfinite {
-                return Err(peers.abort(TrainError::TooManyNonFinite {
-                    step: state.step,
-                    skips: state.nonfinite_skips,
-                    allowed: config.skip_nonfinite,
-                }));
-            }
-        }
         let now = session.elapsed().as_secs_f64();
         state.elapsed_s = elapsed_before + now;
 
@@ -384,6 +373,16 @@ pub fn train_on<B: AutodiffBackend>(
             elapsed_s: state.elapsed_s,
             ..StepRecord::default()
         };
+        if record.skipped_nonfinite() {
+            state.nonfinite_skips += 1;
+            if state.nonfinite_skips > config.skip_nonfinite {
+                return Err(peers.abort(TrainError::TooManyNonFinite {
+                    step: state.step,
+                    skips: state.nonfinite_skips,
+                    allowed: config.skip_nonfinite,
+                }));
+            }
+        }
         let logged = eval_now || state.step.is_multiple_of(config.log_every);
         #[cfg(test)]
         let mut done = done;

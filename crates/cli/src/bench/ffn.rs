@@ -25,6 +25,7 @@ use trainer::precision::Precision;
 
 use super::{median, round4};
 use crate::backend::{dispatch, BackendKind, Job};
+use crate::train::PrecisionArg;
 
 /// Hidden width over model width.
 const EXPANSION: usize = 4;
@@ -100,23 +101,15 @@ struct FfnBackend {
 
 fn parse_backend(text: &str) -> Result<FfnBackend, String> {
     let (name, precision) = text.split_once('-').unwrap_or((text, "f32"));
+    // `flex` is what `cpu` means; the other names are `--backend`'s everywhere.
     let kind = match name {
-        "cpu" | "flex" => BackendKind::Cpu,
-        "ndarray" => BackendKind::Ndarray,
-        "wgpu" => BackendKind::Wgpu,
-        "cuda" => BackendKind::Cuda,
-        _ => {
-            return Err(format!(
-                "unknown backend `{name}` (cpu, flex, ndarray, wgpu, cuda)"
-            ))
-        }
+        "flex" => BackendKind::Cpu,
+        _ => BackendKind::from_str(name, false)
+            .map_err(|_| format!("unknown backend `{name}` (cpu, flex, ndarray, wgpu, cuda)"))?,
     };
-    let precision = match precision {
-        "f32" => Precision::F32,
-        "bf16" => Precision::Bf16,
-        "f16" => Precision::F16,
-        _ => return Err(format!("unknown precision `{precision}` (f32, bf16, f16)")),
-    };
+    let precision: Precision = PrecisionArg::from_str(precision, false)
+        .map_err(|_| format!("unknown precision `{precision}` (f32, bf16, f16)"))?
+        .into();
     Ok(FfnBackend {
         label: text.to_string(),
         kind,

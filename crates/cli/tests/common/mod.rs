@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 
 use test_support::{pattern_corpus, Scratch};
 
-pub fn strata(args: &[&str]) -> Output {
+/// Runs the `strata` binary with `args` (strings or string slices) and returns its output.
+pub fn strata<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(args)
         .output()

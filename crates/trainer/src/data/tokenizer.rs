@@ -12,7 +12,7 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use super::sources::{for_each_document, is_validation, Source};
 use super::{EOT, EOT_CANDIDATES};
-use crate::error::TrainError;
+use crate::error::{panic_message, TrainError};
 
 /// Where the tokenizer comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,13 +54,7 @@ fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::set_hook(Box::new(|_| {}));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(hook);
-    out.map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic".into())
-    })
+    out.map_err(|panic| panic_message(panic.as_ref()))
 }
 
 /// Trains a byte-level BPE (GPT-2 style: bytes as the initial alphabet, no prefix space) on the

@@ -35,14 +35,10 @@ fn clean<T, E: Display>(
     f: impl FnOnce() -> Result<T, E>,
 ) -> Result<Option<T>, TestCaseError> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(TestCaseError::fail(format!("{file}: panicked: {msg}")))
-        }
+        Err(panic) => Err(TestCaseError::fail(format!(
+            "{file}: panicked: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))),
         Ok(Err(e)) => {
             let text = e.to_string();
             prop_assert!(
