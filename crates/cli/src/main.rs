@@ -5,6 +5,7 @@ mod backend;
 mod bench;
 mod data;
 mod infer;
+mod interop;
 mod memory;
 mod progress;
 mod signals;
@@ -40,6 +41,19 @@ enum Command {
     Eval(infer::EvalArgs),
     /// Continue a prompt with a checkpoint.
     Generate(infer::GenerateArgs),
+    /// Import a pretrained model.
+    Import {
+        #[command(subcommand)]
+        command: interop::ImportCommand,
+    },
+    /// Convert a checkpoint's matrices into structured ones (SVD projections), optionally
+    /// keeping the originals as self-guided-training guides.
+    Convert(interop::ConvertArgs),
+    /// Export a checkpoint for other tools.
+    Export {
+        #[command(subcommand)]
+        command: interop::ExportCommand,
+    },
     /// Benchmarks, printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -66,6 +80,9 @@ fn main() {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => infer::eval(args),
         Command::Generate(args) => infer::generate_text(args),
+        Command::Import { command } => interop::import(command),
+        Command::Convert(args) => interop::convert(args),
+        Command::Export { command } => interop::export(command),
         Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {

@@ -68,9 +68,16 @@ pub enum ShapeArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Zoo name or model config file (.json / .toml).
-    #[arg(long)]
-    pub model: String,
+    /// Zoo name or model config file (.json / .toml). Not with --init (the checkpoint's model
+    /// is used); optional with --resume (checked against the run's when given).
+    #[arg(long, required_unless_present_any = ["init", "resume"], conflicts_with = "init")]
+    pub model: Option<String>,
+    /// Start from the weights of this checkpoint (`strata import hf`, `strata convert`, or a
+    /// run) with a fresh optimizer; its model is the run's. With --sgt its guides (a
+    /// `convert --self-guided` checkpoint's pretrained matrices) are decayed away; without,
+    /// they are dropped.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// Prepared data folder (`strata data prepare`).
     #[arg(long)]
     pub data: PathBuf,
@@ -202,7 +209,19 @@ fn positive(name: &str, v: Option<i64>) -> Result<Option<u64>> {
 
 /// Builds the run's settings from the flags.
 pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
-    let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
+    let (name, model) = match (&args.init, &args.model) {
+        (Some(init), _) => {
+            let dir = trainer::checkpoint::resolve(init)?;
+            let mut model = trainer::checkpoint::read_model_config(&dir)?;
+            model.self_guided = false; // the run's --sgt decides
+            (format!("init:{}", init.display()), model)
+        }
+        (None, Some(name)) => {
+            let entry = resolve_model(&Zoo::builtin()?, name)?;
+            (entry.name, entry.config)
+        }
+        (None, None) => bail!("give --model NAME or --init CHECKPOINT"),
+    };
     let budget = match (
         positive("steps", args.steps)?,
         positive("tokens", args.tokens)?,
@@ -211,7 +230,8 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         (None, Some(t)) => Budget::Tokens(t),
         (None, None) => bail!("give a budget: --steps N or --tokens N"),
     };
-    let mut c = TrainConfig::new(&entry.name, entry.config, args.data.clone(), budget);
+    let mut c = TrainConfig::new(&name, model, args.data.clone(), budget);
+    c.init = args.init.clone();
     if let Some(s) = args.seq_len {
         c.seq_len = s;
     }
@@ -300,8 +320,10 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
     };
     // A resumed run uses its saved settings; the model named must be the run's.
     let start = if args.resume {
-        let entry = resolve_model(&Zoo::builtin()?, &args.model)?;
-        train::check_run_model(&args.out, &entry.name, &entry.config)?;
+        if let Some(name) = &args.model {
+            let entry = resolve_model(&Zoo::builtin()?, name)?;
+            train::check_run_model(&args.out, &entry.name, &entry.config)?;
+        }
         Start::Resume
     } else {
         Start::Fresh(config(args)?)
@@ -371,9 +393,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if summary.interrupted {
         eprintln!(
-            "interrupted after step {}; continue with: strata train --resume --model {} --data {} --out {}",
+            "interrupted after step {}; continue with: strata train --resume --data {} --out {}",
             summary.steps,
-            args.model,
             args.data.display(),
             args.out.display()
         );

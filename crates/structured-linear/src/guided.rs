@@ -57,6 +57,19 @@ impl<B: Backend> SelfGuided<B> {
         }
     }
 
+    /// Wraps `layer` with the dense guide `guide` (`[d_in, d_out]`, e.g. the pretrained matrix
+    /// the layer was factorised from, so that the model at alpha 1 computes the original one).
+    /// `alpha` starts at 1.
+    pub fn with_guide(layer: StructuredLinear<B>, guide: Tensor<B, 2>) -> Self {
+        Self {
+            layer,
+            guide: Some(Param::from_tensor(guide.detach())),
+            alpha: 1.0,
+            reduce_flop: false,
+            drawn: true,
+        }
+    }
+
     /// Sets the guide's mixing weight; it must lie in `[0, 1]`.
     pub fn set_alpha(&mut self, alpha: f64) -> Result<(), LayerError> {
         if !(0.0..=1.0).contains(&alpha) {

@@ -50,6 +50,11 @@ pub(crate) fn thin_svd(m: &Mat<f64>) -> Result<ThinSvd, LayerError> {
     })
 }
 
+/// The singular values of a matrix, largest first.
+pub fn singular_values<B: Backend>(matrix: Tensor<B, 2>) -> Result<Vec<f64>, LayerError> {
+    Ok(thin_svd(&to_host(matrix)?)?.s)
+}
+
 /// Best rank-`r` approximation of `m`, split as `(A_r sqrt(S_r), sqrt(S_r) B_r^T)` so that the
 /// product of the two factors is the truncated SVD (Eckart-Young optimal in Frobenius norm).
 pub(crate) fn truncated_factors(

@@ -142,24 +142,69 @@ fn write_folder<B: burn::tensor::backend::AutodiffBackend>(
     state: &TrainState,
     tokenizer: Option<&Path>,
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(tmp).map_err(|e| DataError::io(tmp, e))?;
+    write_model_files(tmp, model, tokenizer)?;
+    optimizer.save(&tmp.join(OPTIMIZER))?;
+    let json = serde_json::to_string_pretty(state).expect("plain state");
+    write_atomic(&tmp.join(STATE), json.as_bytes())?;
+    Ok(())
+}
+
+/// Writes the model's weights and config (and the tokenizer, if any) into the folder `dir`.
+fn write_model_files<B: Backend>(
+    dir: &Path,
+    model: &Transformer<B>,
+    tokenizer: Option<&Path>,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let mut store = SafetensorsStore::from_bytes(None);
     model
         .save_into(&mut store)
-        .map_err(|e| TrainError::checkpoint(tmp, format!("saving weights: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(dir, format!("saving weights: {e}")))?;
     let bytes = store
         .get_bytes()
-        .map_err(|e| TrainError::checkpoint(tmp, format!("saving weights: {e}")))?;
-    write_atomic(&tmp.join(MODEL_WEIGHTS), &bytes)?;
+        .map_err(|e| TrainError::checkpoint(dir, format!("saving weights: {e}")))?;
+    write_atomic(&dir.join(MODEL_WEIGHTS), &bytes)?;
     let config = serde_json::to_string_pretty(model.config()).expect("plain config");
-    write_atomic(&tmp.join(MODEL_CONFIG), config.as_bytes())?;
-    optimizer.save(&tmp.join(OPTIMIZER))?;
+    write_atomic(&dir.join(MODEL_CONFIG), config.as_bytes())?;
     if let Some(t) = tokenizer {
         let bytes = std::fs::read(t).map_err(|e| DataError::io(t, e))?;
-        write_atomic(&tmp.join(crate::data::TOKENIZER), &bytes)?;
+        write_atomic(&dir.join(crate::data::TOKENIZER), &bytes)?;
     }
-    let json = serde_json::to_string_pretty(state).expect("plain state");
-    write_atomic(&tmp.join(STATE), json.as_bytes())?;
+    Ok(())
+}
+
+/// Writes a checkpoint folder `dir` holding `model` without optimizer state (an imported or
+/// converted model: `strata eval`, `generate`, `convert`, `export` and `train --init` read
+/// it). `state` records the guides' alpha; its step, tokens and FLOPs are those of the model's
+/// own history (0 for an import). The folder is written under a temporary name beside `dir`
+/// and renamed into place, so it exists complete or not at all; `dir` must not exist.
+pub fn save_model<B: Backend>(
+    dir: &Path,
+    model: &Transformer<B>,
+    state: &TrainState,
+    tokenizer: Option<&Path>,
+) -> Result<(), TrainError> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| TrainError::checkpoint(dir, "is not a folder name"))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
+    let tmp = parent.join(format!("{PARTIAL}{}", name.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let written = write_model_files(&tmp, model, tokenizer)
+        .and_then(|()| {
+            let json = serde_json::to_string_pretty(state).expect("plain state");
+            Ok(write_atomic(&tmp.join(STATE), json.as_bytes())?)
+        })
+        .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e).into()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    sync_parent(dir);
     Ok(())
 }
 
@@ -196,14 +241,25 @@ pub fn read_model_config(dir: &Path) -> Result<TransformerConfig, TrainError> {
 pub fn load_weights<B: Backend>(dir: &Path, model: &mut Transformer<B>) -> Result<(), TrainError> {
     let path = dir.join(MODEL_WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| TrainError::checkpoint(&path, e))?;
+    load_weights_from_bytes(bytes, &path, model)
+}
+
+/// Loads safetensors `bytes` (read from, or standing for, `path`) into `model`, which must have
+/// exactly their layout: every tensor f32, none missing, none left over, every shape the
+/// model's.
+pub fn load_weights_from_bytes<B: Backend>(
+    bytes: Vec<u8>,
+    path: &Path,
+    model: &mut Transformer<B>,
+) -> Result<(), TrainError> {
     // strata writes f32 master weights; anything else would be loaded as is and fail (or
     // worse) in the first operation that meets it.
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| TrainError::checkpoint(&path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("not a safetensors file: {e}")))?;
     for (name, info) in meta.tensors() {
         if info.dtype != safetensors::Dtype::F32 {
             return Err(TrainError::checkpoint(
-                &path,
+                path,
                 format!(
                     "tensor {name} is stored as {:?}; strata's weights are f32",
                     info.dtype
@@ -214,7 +270,7 @@ pub fn load_weights<B: Backend>(dir: &Path, model: &mut Transformer<B>) -> Resul
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = model
         .load_from(&mut store)
-        .map_err(|e| TrainError::checkpoint(&path, format!("weights do not fit the model: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("weights do not fit the model: {e}")))?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         let detail = result
             .errors
@@ -226,7 +282,7 @@ pub fn load_weights<B: Backend>(dir: &Path, model: &mut Transformer<B>) -> Resul
             .collect::<Vec<_>>()
             .join("; ");
         return Err(TrainError::checkpoint(
-            &path,
+            path,
             format!("weights do not fit the model (a checkpoint of a different model?): {detail}"),
         ));
     }

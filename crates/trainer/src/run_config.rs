@@ -80,6 +80,12 @@ pub struct TrainConfig {
     /// per step). f16's loss-scaler skips do not count.
     #[serde(default)]
     pub skip_nonfinite: u64,
+    /// Start from the weights of this checkpoint (an imported or converted model, or another
+    /// run's) instead of a random initialisation, with a fresh optimizer; `model` must be its
+    /// model. Its guides are used with `sgt` and dropped without; a checkpoint without guides
+    /// gets fresh ones (its structured layers merged) under `sgt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -114,6 +120,7 @@ impl TrainConfig {
             precision: Precision::F32,
             devices: 1,
             skip_nonfinite: 0,
+            init: None,
         }
     }
 

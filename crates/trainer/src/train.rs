@@ -145,6 +145,34 @@ pub struct RunOptions {
     pub(crate) poison_grads_at: Option<u64>,
 }
 
+/// Loads the weights of checkpoint `init` into `model` (the run's model, built with guides
+/// when `guided`): the checkpoint's own layout is loaded, then its guides dropped (not guided)
+/// or fresh ones added (guided, none in the checkpoint).
+fn start_from<B: AutodiffBackend>(
+    init: &Path,
+    model: &mut Transformer<B>,
+    guided: bool,
+) -> Result<(), TrainError> {
+    let dir = checkpoint::resolve(init)?;
+    let state = checkpoint::read_state(&dir)?;
+    if model.has_guides() && !state.guides {
+        model.drop_guides();
+    }
+    if !model.has_guides() && state.guides {
+        model.add_guides();
+    }
+    checkpoint::load_weights(&dir, model).map_err(|e| TrainError::BadRunConfig {
+        path: dir.join(checkpoint::MODEL_CONFIG),
+        problem: format!("the run's model does not fit the --init checkpoint: {e}"),
+    })?;
+    match (guided, state.guides) {
+        (false, true) => model.drop_guides(),
+        (true, false) => model.add_guides(),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Trains (or resumes) the run in `out` on `device`, reporting to `observer`.
 pub fn train<B: AutodiffBackend>(
     start: Start,
@@ -259,6 +287,9 @@ pub fn train_on<B: AutodiffBackend>(
         loss_scale: config.precision.scaled().then(LossScaler::default),
         ..TrainState::default()
     };
+    if let (Some(init), None) = (&config.init, &resumed) {
+        start_from(init, &mut model, config.sgt.is_some())?;
+    }
     if let Some(ckpt) = &resumed {
         state = checkpoint::read_state(ckpt)?;
         if !state.guides {

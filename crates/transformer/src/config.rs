@@ -1,5 +1,7 @@
 //! The model configuration, in the glossary of docs/reference.md §6, and its validation.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use structured_linear::{Init, Structure, StructuredLinearConfig};
 
@@ -202,6 +204,16 @@ pub struct TransformerConfig {
     /// Give every structured layer a dense guide for self-guided training (default false).
     #[serde(default)]
     pub self_guided: bool,
+    /// Structures of single layers that differ from `ffn` / `attention`, keyed by layer and
+    /// place, e.g. `"3.ffn.fc1"` or `"0.attention.q"` (a conversion that sizes every matrix by
+    /// its own spectrum writes these; default none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, Structure>,
+}
+
+/// The key of `place` in block `layer` in [`TransformerConfig::overrides`].
+pub fn override_key(layer: usize, place: Place) -> String {
+    format!("{layer}.{}", place.path())
 }
 
 /// A place in a block where a linear layer sits.
@@ -277,6 +289,13 @@ impl TransformerConfig {
             Place::Fc2 => (ff, d, self.ffn.fc2),
         };
         let structure = match place {
+            _ if !self.overrides.is_empty() => {
+                match self.overrides.get(&override_key(layer, place)) {
+                    Some(s) => *s,
+                    None if dense_ffn && !place.is_attention() => Structure::Dense,
+                    None => structure,
+                }
+            }
             Place::Fc1 | Place::Gate | Place::Fc2 if dense_ffn => Structure::Dense,
             _ => structure,
         };
@@ -387,10 +406,28 @@ impl TransformerConfig {
                 "needs bias = true",
             ));
         }
-        // Every linear layer of a structured block (layer 1 when the first stays dense).
+        let places = self.places();
+        for key in self.overrides.keys() {
+            let known =
+                (0..self.n_layers).any(|l| places.iter().any(|&p| override_key(l, p) == *key));
+            if !known {
+                return Err(ModelError::invalid(
+                    "overrides",
+                    format!("{key:?} names no linear layer of this model (e.g. \"1.ffn.fc1\")"),
+                ));
+            }
+        }
+        // Every linear layer of a structured block (layer 1 when the first stays dense), and
+        // every layer with a structure of its own.
         let layer = usize::from(self.n_layers > 1);
-        for place in self.places() {
-            for l in [0, layer] {
+        let overridden = (0..self.n_layers).filter(|&l| {
+            places
+                .iter()
+                .any(|&p| self.overrides.contains_key(&override_key(l, p)))
+        });
+        let layers: Vec<usize> = [0, layer].into_iter().chain(overridden).collect();
+        for place in places {
+            for &l in &layers {
                 self.linear(l, place)
                     .validate()
                     .map_err(|e| ModelError::Layer {

@@ -22,8 +22,8 @@ pub mod zoo;
 pub use attention::{Attention, Positions, Rope};
 pub use cache::KvCache;
 pub use config::{
-    ActivationKind, AttentionStructure, FfnStructure, NormKind, NormPlacement, Place, Position,
-    TransformerConfig,
+    override_key, ActivationKind, AttentionStructure, FfnStructure, NormKind, NormPlacement, Place,
+    Position, TransformerConfig,
 };
 pub use error::ModelError;
 pub use generate::{

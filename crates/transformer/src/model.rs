@@ -386,6 +386,18 @@ impl<B: Backend> Transformer<B> {
         self.config.self_guided = false;
     }
 
+    /// Gives every structured layer without a guide a fresh one, initialised to its merged
+    /// matrix (so the model computes the same function; alpha 1), as self-guided training from
+    /// scratch starts.
+    pub fn add_guides(&mut self) {
+        for l in self.linears_mut() {
+            if l.guide.is_none() && l.layer.structure() != Structure::Dense {
+                *l = SelfGuided::guided(l.layer.clone(), l.reduce_flop());
+            }
+        }
+        self.config.self_guided = true;
+    }
+
     /// Pre-merge: the same model with every linear layer folded into one dense matrix. Inside
     /// the guided phase a layer's matrix is the mix the model computes now (guide and structure
     /// at the current alpha). Its outputs equal this model's to float tolerance; its parameters
@@ -403,6 +415,7 @@ impl<B: Backend> Transformer<B> {
         c.attention.k = Structure::Dense;
         c.attention.v = Structure::Dense;
         c.attention.o = Structure::Dense;
+        c.overrides.clear();
         out
     }
 }
