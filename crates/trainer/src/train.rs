@@ -266,6 +266,10 @@ pub fn train_on<B: AutodiffBackend>(
             return Err(TrainError::Tokenizer(format!("{} is missing", t.display())));
         }
     }
+    // The checkpoint to start from must be there before the folder is touched.
+    if let (Some(init), false) = (&config.init, resuming) {
+        checkpoint::resolve(init)?;
+    }
     if !resuming {
         claim_fresh(&dir, options.force)?;
     }

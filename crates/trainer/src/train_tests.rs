@@ -895,3 +895,106 @@ fn a_raw_file_changed_after_import_is_refused_and_bad_ids_never_reach_the_model(
     let e = err_text(step.map(|_| ()));
     assert!(e.contains("token id 60000"), "{e}");
 }
+
+/// Every weight of the checkpoint folder `dir`, by name.
+fn checkpoint_weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = fs::read(dir.join(checkpoint::MODEL_WEIGHTS)).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = file
+        .iter()
+        .map(|(name, view)| {
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name.to_string(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn init_starts_from_a_checkpoint_with_or_without_guides() {
+    let _g = rng_lock();
+    let s = scratch("init");
+    let data = prepared(&s);
+    let device = Default::default();
+    // A checkpoint to start from.
+    let source = s.join("source");
+    train::train::<TB>(
+        Start::Fresh(small_run(&data, 3)),
+        &source,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let ckpt = checkpoint::resolve(&source).unwrap();
+    // A run from it with a vanishing learning rate ends where it started (a fresh model would
+    // differ by its random initialisation, ~0.02 per weight).
+    let mut config = small_run(&data, 1);
+    config.init = Some(ckpt.clone());
+    config.lr = 1e-12;
+    config.seed = 99;
+    let plain = s.join("plain");
+    train::train::<TB>(
+        Start::Fresh(config.clone()),
+        &plain,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let (want, got) = (
+        checkpoint_weights(&ckpt),
+        checkpoint_weights(&checkpoint::resolve(&plain).unwrap()),
+    );
+    assert_eq!(want.len(), got.len());
+    for ((name, a), (_, b)) in want.iter().zip(&got) {
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-6, "{name} moved by {d}");
+    }
+    // With --sgt the structured layers get guides equal to their merged matrices, so the
+    // guided model computes the same function: the same first loss.
+    config.sgt = Some(SgtConfig {
+        mode: SgtMode::Fixedstep,
+        ratio: 0.5,
+        shape: AlphaShape::Cosine,
+        reduce_flop: false,
+    });
+    config.budget = Budget::Steps(2);
+    let guided = s.join("guided");
+    train::train::<TB>(
+        Start::Fresh(config.clone()),
+        &guided,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap();
+    let (first_plain, first_guided) = (losses(&plain)[0], losses(&guided)[0]);
+    assert!(
+        (first_plain.1 - first_guided.1).abs() < 1e-5,
+        "{first_plain:?} vs {first_guided:?}"
+    );
+    assert_eq!(first_guided.2, 1.0, "alpha starts at 1");
+    // A missing checkpoint is an error naming it, before anything is written.
+    config.init = Some(s.join("nowhere"));
+    let out = s.join("missing");
+    let e = train::train::<TB>(
+        Start::Fresh(config),
+        &out,
+        RunOptions::default(),
+        &device,
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nowhere"), "{e}");
+    assert!(!out.join("config.json").exists(), "nothing written");
+}

@@ -62,6 +62,22 @@ fn variants() -> Vec<(&'static str, TransformerConfig)> {
             }),
         ),
         (
+            "per-layer structures",
+            small(|c| {
+                c.ffn.fc1 = lowrank(8);
+                c.ffn.fc2 = lowrank(8);
+                c.overrides.insert(override_key(1, Place::Fc1), lowrank(4));
+                c.overrides.insert(override_key(0, Place::Q), lowrank(6));
+                c.overrides.insert(
+                    override_key(1, Place::Fc2),
+                    Structure::BlockDense {
+                        n_blocks: 2,
+                        rank: 8,
+                    },
+                );
+            }),
+        ),
+        (
             "gqa",
             small(|c| {
                 c.n_kv_heads = 2;

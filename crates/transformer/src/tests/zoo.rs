@@ -318,3 +318,30 @@ fn the_papers_structured_models_use_the_reference_initialisation() {
         }
     }
 }
+
+#[test]
+fn per_layer_structures_override_their_place_and_bad_keys_are_refused() {
+    let c = small(|c| {
+        c.ffn.fc1 = lowrank(8);
+        c.overrides.insert(override_key(1, Place::Fc1), lowrank(4));
+        c.overrides.insert(override_key(0, Place::O), lowrank(5));
+    });
+    assert_eq!(c.linear(1, Place::Fc1).structure, lowrank(4));
+    assert_eq!(c.linear(0, Place::O).structure, lowrank(5));
+    assert_eq!(c.linear(0, Place::Fc1).structure, Structure::Dense, "first layer dense");
+    assert_eq!(c.linear(1, Place::Q).structure, Structure::Dense);
+    let _g = seeded::<TB>(1);
+    let model = c.init::<TB>(&Default::default()).unwrap();
+    assert_eq!(model.num_params() as u64, params(&c).total);
+    let json = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<TransformerConfig>(&json).unwrap(), c);
+    // A key naming no layer, and a structure that does not fit its layer.
+    let mut bad = c.clone();
+    bad.overrides.insert("9.ffn.fc1".into(), lowrank(4));
+    assert!(bad.validate().unwrap_err().to_string().contains("9.ffn.fc1"));
+    let mut bad = c.clone();
+    bad.overrides.insert(override_key(1, Place::Fc2), lowrank(1000));
+    assert!(bad.validate().is_err());
+    // Pre-merge clears them with the structures.
+    assert!(model.merged().config().overrides.is_empty());
+}
