@@ -194,9 +194,16 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
     tokenizer.set_encode_special_tokens(false);
     let tok_path = config.out.join(TOKENIZER);
     let tmp = tmp_path(&tok_path);
-    tokenizer
-        .save(&tmp, false)
-        .map_err(|e| TrainError::Tokenizer(format!("cannot save: {e}")))?;
+    match &config.tokenizer {
+        // The user's tokenizer byte for byte: a checkpoint holding the same file (an imported
+        // model) is then recognised as tokenizing alike.
+        TokenizerSource::File(path) => {
+            std::fs::copy(path, &tmp).map_err(|e| DataError::io(path, e))?;
+        }
+        TokenizerSource::Train { .. } => tokenizer
+            .save(&tmp, false)
+            .map_err(|e| TrainError::Tokenizer(format!("cannot save: {e}")))?,
+    }
     std::fs::rename(&tmp, &tok_path).map_err(|e| DataError::io(&tok_path, e))?;
     sync_parent(&tok_path);
     let manifest = Manifest {

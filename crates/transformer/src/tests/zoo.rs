@@ -111,6 +111,7 @@ fn the_zoo_has_every_name_with_the_documented_counts() {
         "smollm-135m",
         "smollm-135m-lowrank-r208",
         "smollm-135m-lpa-r144",
+        "tiny-llama",
     ] {
         expected.push(name.into());
     }
@@ -141,8 +142,8 @@ fn the_zoo_has_every_name_with_the_documented_counts() {
         );
     }
     assert_eq!(
-        documented, 30,
-        "20 paper models, 4 wide/GQA, 4 LPA, 2 Llama-family (SmolLM-135M: 134,515,008 as its checkpoint holds)"
+        documented, 31,
+        "20 paper models, 4 wide/GQA, 4 LPA, 3 Llama-family (SmolLM-135M: 134,515,008 as its checkpoint holds)"
     );
     for (name, ffn) in FFN_WEIGHTS {
         assert_eq!(
@@ -328,7 +329,11 @@ fn per_layer_structures_override_their_place_and_bad_keys_are_refused() {
     });
     assert_eq!(c.linear(1, Place::Fc1).structure, lowrank(4));
     assert_eq!(c.linear(0, Place::O).structure, lowrank(5));
-    assert_eq!(c.linear(0, Place::Fc1).structure, Structure::Dense, "first layer dense");
+    assert_eq!(
+        c.linear(0, Place::Fc1).structure,
+        Structure::Dense,
+        "first layer dense"
+    );
     assert_eq!(c.linear(1, Place::Q).structure, Structure::Dense);
     let _g = seeded::<TB>(1);
     let model = c.init::<TB>(&Default::default()).unwrap();
@@ -338,9 +343,14 @@ fn per_layer_structures_override_their_place_and_bad_keys_are_refused() {
     // A key naming no layer, and a structure that does not fit its layer.
     let mut bad = c.clone();
     bad.overrides.insert("9.ffn.fc1".into(), lowrank(4));
-    assert!(bad.validate().unwrap_err().to_string().contains("9.ffn.fc1"));
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("9.ffn.fc1"));
     let mut bad = c.clone();
-    bad.overrides.insert(override_key(1, Place::Fc2), lowrank(1000));
+    bad.overrides
+        .insert(override_key(1, Place::Fc2), lowrank(1000));
     assert!(bad.validate().is_err());
     // Pre-merge clears them with the structures.
     assert!(model.merged().config().overrides.is_empty());
