@@ -246,6 +246,44 @@ fn conversions_report_the_errors_of_a_direct_svd() {
             "{l:?}"
         );
     }
+    // BlockShuffle: sub-matrix (i, c) (rows of input block i, columns c, c + b, ...) is
+    // approximated at the rank its share of the inner dimension allows; the rest is error.
+    let r = convert::<Cpu>(
+        &a,
+        &s.join("bs"),
+        &spec(Some(Kind::BlockShuffle), None, Size::Unsized),
+        &device(),
+    )
+    .unwrap();
+    for l in &r.layers {
+        let w = dense_weight(&dense, l.layer, &l.place);
+        let [d_in, d_out] = w.dims();
+        let vals = values(w);
+        let b = 2;
+        let q = structured_linear::block_shuffle_inner(d_in, d_out, b);
+        let (p, sz) = (d_in / b, d_out / b);
+        let (mut lost, total) = (0.0, vals.iter().map(|v| v * v).sum::<f64>());
+        for i in 0..b {
+            for c in 0..b {
+                let share = (0..q).filter(|j| (i * q + j) % b == c).count();
+                let sub: Vec<f64> = (0..p)
+                    .flat_map(|u| (0..sz).map(move |t| (u, t)))
+                    .map(|(u, t)| vals[(i * p + u) * d_out + t * b + c])
+                    .collect();
+                let m = Tensor::<Cpu, 2>::from_data(
+                    TensorData::new(sub.iter().map(|&v| v as f32).collect::<Vec<_>>(), [p, sz]),
+                    &device(),
+                );
+                let sv = singular_values(m).unwrap();
+                lost += sv[share.min(sv.len())..].iter().map(|v| v * v).sum::<f64>();
+            }
+        }
+        assert!(
+            (l.rel_error.powi(2) - lost / total).abs() < 1e-5,
+            "{l:?}: want {}",
+            (lost / total).sqrt()
+        );
+    }
     // Energy: the smallest rank keeping 90% of each matrix's squared singular values.
     let r = convert::<Cpu>(
         &a,
