@@ -233,34 +233,11 @@ fn dense_of<B: Backend>(layer: &SelfGuided<B>) -> (Tensor<B, 2>, Option<Tensor<B
     (layer.layer.merged_weight(), layer.layer.bias())
 }
 
+/// The layer at `place` of block `layer`; `config.places()` lists only places the model has.
 fn linear_ref<B: Backend>(model: &Transformer<B>, layer: usize, place: Place) -> &SelfGuided<B> {
-    let block = &model.blocks[layer];
-    match place {
-        Place::Q => &block.attn.q,
-        Place::K => &block.attn.k,
-        Place::V => &block.attn.v,
-        Place::O => &block.attn.o,
-        Place::Fc1 => &block.ffn.fc1,
-        Place::Gate => block.ffn.gate.as_ref().expect("a SwiGLU model has a gate"),
-        Place::Fc2 => &block.ffn.fc2,
-    }
-}
-
-fn linear_mut<B: Backend>(
-    model: &mut Transformer<B>,
-    layer: usize,
-    place: Place,
-) -> &mut SelfGuided<B> {
-    let block = &mut model.blocks[layer];
-    match place {
-        Place::Q => &mut block.attn.q,
-        Place::K => &mut block.attn.k,
-        Place::V => &mut block.attn.v,
-        Place::O => &mut block.attn.o,
-        Place::Fc1 => &mut block.ffn.fc1,
-        Place::Gate => block.ffn.gate.as_mut().expect("a SwiGLU model has a gate"),
-        Place::Fc2 => &mut block.ffn.fc2,
-    }
+    model.blocks[layer]
+        .linear(place)
+        .expect("a place of the model")
 }
 
 fn frobenius_sq<B: Backend>(m: Tensor<B, 2>) -> f64 {
@@ -397,7 +374,9 @@ pub fn convert<B: Backend>(
                     energy_kept: 1.0 - rel * rel,
                 });
             }
-            *linear_mut(&mut model, layer, place) = if is_structured && spec.self_guided {
+            *model.blocks[layer]
+                .linear_mut(place)
+                .expect("a place of the model") = if is_structured && spec.self_guided {
                 SelfGuided::with_guide(built, w)
             } else {
                 SelfGuided::plain(built)

@@ -59,6 +59,7 @@ pub fn import_hf<B: Backend>(
         return Err(InteropError::bad_file(from, "is not a folder"));
     }
     let (family, mut config) = inspect(from)?;
+    let full_len = config.max_seq_len;
     if let Some(n) = options.max_seq_len {
         if n == 0 || n > config.max_seq_len {
             return Err(InteropError::Invalid(format!(
@@ -89,7 +90,6 @@ pub fn import_hf<B: Backend>(
     let count = hf.len();
     let mut model = config.init::<B>(device)?;
     let mut shapes = snapshot::shapes(&model);
-    let full_len = inspect(from)?.1.max_seq_len;
     if let Some(pos) = shapes.get_mut("pos_emb") {
         pos[0] = full_len; // the checkpoint's table; cut below
     }

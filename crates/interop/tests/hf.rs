@@ -174,18 +174,17 @@ fn tail(s: &[f64], r: usize) -> f64 {
 
 /// The dense weight `[d_in, d_out]` of `blocks.L.<place>` in an imported model.
 fn dense_weight(model: &Transformer<Cpu>, layer: usize, place: &str) -> Tensor<Cpu, 2> {
-    let block = &model.blocks[layer];
-    let l = match place {
-        "ffn.fc1" => &block.ffn.fc1,
-        "ffn.gate" => block.ffn.gate.as_ref().unwrap(),
-        "ffn.fc2" => &block.ffn.fc2,
-        "attention.q" => &block.attn.q,
-        "attention.k" => &block.attn.k,
-        "attention.v" => &block.attn.v,
-        "attention.o" => &block.attn.o,
-        other => panic!("{other}"),
-    };
-    l.layer.merged_weight()
+    let place = model
+        .config()
+        .places()
+        .into_iter()
+        .find(|p| p.path() == place)
+        .unwrap();
+    model.blocks[layer]
+        .linear(place)
+        .unwrap()
+        .layer
+        .merged_weight()
 }
 
 fn spec(ffn: Option<Kind>, attention: Option<Kind>, size: Size) -> ConvertSpec {

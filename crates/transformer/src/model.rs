@@ -134,6 +134,32 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
+    /// The linear layer at `place` (None: a gate without SwiGLU).
+    pub fn linear(&self, place: Place) -> Option<&SelfGuided<B>> {
+        match place {
+            Place::Q => Some(&self.attn.q),
+            Place::K => Some(&self.attn.k),
+            Place::V => Some(&self.attn.v),
+            Place::O => Some(&self.attn.o),
+            Place::Fc1 => Some(&self.ffn.fc1),
+            Place::Gate => self.ffn.gate.as_ref(),
+            Place::Fc2 => Some(&self.ffn.fc2),
+        }
+    }
+
+    /// The linear layer at `place`, mutable (None: a gate without SwiGLU).
+    pub fn linear_mut(&mut self, place: Place) -> Option<&mut SelfGuided<B>> {
+        match place {
+            Place::Q => Some(&mut self.attn.q),
+            Place::K => Some(&mut self.attn.k),
+            Place::V => Some(&mut self.attn.v),
+            Place::O => Some(&mut self.attn.o),
+            Place::Fc1 => Some(&mut self.ffn.fc1),
+            Place::Gate => self.ffn.gate.as_mut(),
+            Place::Fc2 => Some(&mut self.ffn.fc2),
+        }
+    }
+
     fn new(
         config: &TransformerConfig,
         layer: usize,
