@@ -126,24 +126,20 @@ pub fn choose<B: Backend>(
     let max_rank = d_in.min(d_out);
     let s =
         match (kind, size) {
-            (Kind::BlockShuffle, Size::ParamsRatio(x)) => {
-                let fits = (2..=max_rank)
-                    .map(|b| Structure::BlockShuffle { n_blocks: b })
-                    .find(|s| {
-                        d_in.is_multiple_of(blocks_of(s))
-                            && d_out.is_multiple_of(blocks_of(s))
-                            && (s.weight_params(d_in, d_out) as f64) <= x * dense
-                            && structured_linear::StructuredLinearConfig::new(d_in, d_out)
-                                .with_structure(*s)
-                                .validate()
-                                .is_ok()
-                    });
-                fits.ok_or_else(|| {
+            (Kind::BlockShuffle, Size::ParamsRatio(x)) => (2..=max_rank)
+                .map(|b| Structure::BlockShuffle { n_blocks: b })
+                .find(|s| {
+                    (s.weight_params(d_in, d_out) as f64) <= x * dense
+                        && structured_linear::StructuredLinearConfig::new(d_in, d_out)
+                            .with_structure(*s)
+                            .validate()
+                            .is_ok()
+                })
+                .ok_or_else(|| {
                     InteropError::Invalid(format!(
-                    "no BlockShuffle of a {d_in} x {d_out} matrix has at most {x} of its parameters"
-                ))
-                })?
-            }
+                        "no BlockShuffle of a {d_in} x {d_out} matrix has at most {x} of its parameters"
+                    ))
+                })?,
             (Kind::BlockShuffle, Size::Rank(_) | Size::Unsized) => {
                 Structure::BlockShuffle { n_blocks: blocks }
             }
@@ -198,15 +194,6 @@ pub fn choose<B: Backend>(
             }
         };
     Ok(s)
-}
-
-fn blocks_of(s: &Structure) -> usize {
-    match *s {
-        Structure::BlockShuffle { n_blocks } | Structure::BlockDense { n_blocks, .. } => {
-            n_blocks.max(1)
-        }
-        _ => 1,
-    }
 }
 
 /// The smallest `k` such that the `k` largest singular values of every spectrum together keep

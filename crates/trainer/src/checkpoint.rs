@@ -176,36 +176,21 @@ fn write_model_files<B: Backend>(
 /// Writes a checkpoint folder `dir` holding `model` without optimizer state (an imported or
 /// converted model: `strata eval`, `generate`, `convert`, `export` and `train --init` read
 /// it). `state` records the guides' alpha; its step, tokens and FLOPs are those of the model's
-/// own history (0 for an import). The folder is written under a temporary name beside `dir`
-/// and renamed into place, so it exists complete or not at all; `dir` must not exist.
+/// own history (0 for an import). `dir` must not exist: the folder is filled in place, so a
+/// caller that needs it complete-or-absent writes it under a temporary name and renames it (as
+/// `interop`'s outputs are written).
 pub fn save_model<B: Backend>(
     dir: &Path,
     model: &Transformer<B>,
     state: &TrainState,
     tokenizer: Option<&Path>,
 ) -> Result<(), TrainError> {
-    let name = dir
-        .file_name()
-        .ok_or_else(|| TrainError::checkpoint(dir, "is not a folder name"))?;
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let tmp = parent.join(format!("{PARTIAL}{}", name.to_string_lossy()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let written = write_model_files(&tmp, model, tokenizer)
-        .and_then(|()| {
-            let json = serde_json::to_string_pretty(state).expect("plain state");
-            Ok(write_atomic(&tmp.join(STATE), json.as_bytes())?)
-        })
-        .and_then(|()| std::fs::rename(&tmp, dir).map_err(|e| DataError::io(dir, e).into()));
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
+    if dir.exists() {
+        return Err(TrainError::checkpoint(dir, "already exists"));
     }
-    sync_parent(dir);
-    Ok(())
+    write_model_files(dir, model, tokenizer)?;
+    let json = serde_json::to_string_pretty(state).expect("plain state");
+    Ok(write_atomic(&dir.join(STATE), json.as_bytes())?)
 }
 
 /// A checkpoint folder from `path`: a checkpoint itself, or a run folder (its newest one).

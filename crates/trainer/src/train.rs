@@ -145,9 +145,9 @@ pub struct RunOptions {
     pub(crate) poison_grads_at: Option<u64>,
 }
 
-/// Loads the weights of checkpoint `init` into `model` (the run's model, built with guides
-/// when `guided`): the checkpoint's own layout is loaded, then its guides dropped (not guided)
-/// or fresh ones added (guided, none in the checkpoint).
+/// Loads the weights of checkpoint `init` into `model` (the run's model): its guides are made
+/// those of the checkpoint for the load, then those the run needs (`guided`): dropped, or fresh
+/// ones (the structured layers merged) for a checkpoint without.
 fn start_from<B: AutodiffBackend>(
     init: &Path,
     model: &mut Transformer<B>,
@@ -155,21 +155,17 @@ fn start_from<B: AutodiffBackend>(
 ) -> Result<(), TrainError> {
     let dir = checkpoint::resolve(init)?;
     let state = checkpoint::read_state(&dir)?;
-    if model.has_guides() && !state.guides {
-        model.drop_guides();
-    }
-    if !model.has_guides() && state.guides {
-        model.add_guides();
-    }
+    let set_guides = |model: &mut Transformer<B>, on: bool| match (model.has_guides(), on) {
+        (true, false) => model.drop_guides(),
+        (false, true) => model.add_guides(),
+        _ => {}
+    };
+    set_guides(model, state.guides);
     checkpoint::load_weights(&dir, model).map_err(|e| TrainError::BadRunConfig {
         path: dir.join(checkpoint::MODEL_CONFIG),
         problem: format!("the run's model does not fit the --init checkpoint: {e}"),
     })?;
-    match (guided, state.guides) {
-        (false, true) => model.drop_guides(),
-        (true, false) => model.add_guides(),
-        _ => {}
-    }
+    set_guides(model, guided);
     Ok(())
 }
 
