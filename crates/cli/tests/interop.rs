@@ -204,6 +204,22 @@ fn import_convert_heal_export_reimport() {
             &p("dense"),
             "--out",
             &p("x"),
+            "--ffn",
+            "blockdense",
+            "--params-ratio",
+            "0.5",
+            "--blocks",
+            "64",
+        ]),
+        "exceeds",
+    );
+    fails_with(
+        strata(&[
+            "convert",
+            "--checkpoint",
+            &p("dense"),
+            "--out",
+            &p("x"),
             "--rank",
             "4",
         ]),

@@ -165,7 +165,9 @@ pub fn choose<B: Backend>(
                 let r = (x * dense / per).floor() as usize / blocks * blocks;
                 Structure::BlockDense {
                     n_blocks: blocks,
-                    rank: r.clamp(blocks, max_rank / blocks * blocks),
+                    // At least one per block; more blocks than the matrix allows are left to the
+                    // layer config's validation, which names them.
+                    rank: r.min(max_rank / blocks * blocks).max(blocks),
                 }
             }
             (Kind::LowRank, Size::Energy(e)) => {

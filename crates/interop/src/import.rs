@@ -59,7 +59,7 @@ pub fn import_hf<B: Backend>(
         return Err(InteropError::bad_file(from, "is not a folder"));
     }
     let (family, mut config) = inspect(from)?;
-    let full_len = config.max_seq_len;
+    let full = config.clone(); // the checkpoint's own context length
     if let Some(n) = options.max_seq_len {
         if n == 0 || n > config.max_seq_len {
             return Err(InteropError::Invalid(format!(
@@ -88,15 +88,13 @@ pub fn import_hf<B: Backend>(
     }
     let hf = read_hf_weights(from)?;
     let count = hf.len();
-    let mut model = config.init::<B>(device)?;
-    let mut shapes = snapshot::shapes(&model);
-    if let Some(pos) = shapes.get_mut("pos_emb") {
-        pos[0] = full_len; // the checkpoint's table; cut below
-    }
-    let mut weights = layout::from_hf(family, &config, &shapes, hf)?;
+    // Every tensor is checked against the config before the model is built, so a config.json
+    // that misdescribes the weights is named, not allocated.
+    let mut weights = layout::from_hf(family, &config, &layout::dense_shapes(&full), hf)?;
     if let (Some(n), Some(pos)) = (options.max_seq_len, weights.get_mut("pos_emb")) {
         *pos = pos.rows(n);
     }
+    let mut model = config.init::<B>(device)?;
     snapshot::load(&mut model, &weights, from)?;
     let state = TrainState::default();
     crate::folder::replace(out, options.force, |tmp| {

@@ -5,11 +5,56 @@
 
 use std::collections::BTreeMap;
 
-use transformer::TransformerConfig;
+use transformer::{NormKind, Position, TransformerConfig};
 
 use crate::error::InteropError;
 use crate::hf_config::Family;
 use crate::tensors::{HostTensor, Tensors};
+
+/// The tensors of a dense model of `config` and their shapes, by the names its checkpoints use
+/// (the names and shapes [`crate::snapshot::shapes`] reads from a built model; a test keeps the
+/// two equal), computed from the config alone, so that a checkpoint can be checked before the
+/// model is built.
+pub fn dense_shapes(config: &TransformerConfig) -> BTreeMap<String, Vec<usize>> {
+    let (d, v) = (config.d_model, config.vocab_size);
+    let mut out = BTreeMap::new();
+    let norm = |name: String, out: &mut BTreeMap<String, Vec<usize>>| match config.norm {
+        NormKind::LayerNorm => {
+            out.insert(format!("{name}.Layer.gamma"), vec![d]);
+            out.insert(format!("{name}.Layer.beta"), vec![d]);
+        }
+        NormKind::RmsNorm => {
+            out.insert(format!("{name}.Rms.gamma"), vec![d]);
+        }
+    };
+    out.insert("tok_emb".into(), vec![v, d]);
+    if config.position == Position::Learned {
+        out.insert("pos_emb".into(), vec![config.max_seq_len, d]);
+    }
+    for i in 0..config.n_layers {
+        norm(format!("blocks.{i}.norm1"), &mut out);
+        norm(format!("blocks.{i}.norm2"), &mut out);
+        for place in config.places() {
+            let lc = config.linear(i, place);
+            let module = place.path().replace("attention.", "attn.");
+            let name = format!("blocks.{i}.{module}.layer.Dense");
+            out.insert(format!("{name}.weight"), vec![lc.d_in, lc.d_out]);
+            if lc.bias {
+                out.insert(format!("{name}.bias"), vec![lc.d_out]);
+            }
+        }
+    }
+    if config.final_norm {
+        norm("final_norm".into(), &mut out);
+    }
+    if !config.tie_embeddings {
+        out.insert("head".into(), vec![d, v]);
+        if config.head_bias {
+            out.insert("head_bias".into(), vec![v]);
+        }
+    }
+    out
+}
 
 /// How a Hugging Face tensor holds strata tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

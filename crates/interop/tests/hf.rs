@@ -95,6 +95,12 @@ fn imported_models_give_the_logits_and_greedy_ids_of_transformers() {
         let out = s.join(name);
         import(name, &out);
         let model = load(&out);
+        // The shapes import checks the files against are the built model's.
+        assert_eq!(
+            interop::layout::dense_shapes(model.config()),
+            interop::snapshot::shapes(&model),
+            "{name}"
+        );
         let r = reference(name);
         assert_close(&logits(&model, &r.prompts), &r.logits, 1e-4, name);
         for (prompt, want) in r.prompts.iter().zip(&r.greedy) {
@@ -456,6 +462,12 @@ fn bad_checkpoints_are_refused_naming_the_problem_and_nothing_is_written() {
             "tensor model.layers.2.input_layernorm.weight: is missing",
         ),
         (
+            altered(&s, "gpt2", "huge", |d| {
+                edit_json(&d.join("config.json"), |v| v["n_embd"] = 1_000_000.into())
+            }),
+            "tensor transformer.wte.weight: has shape [300, 32]; config.json implies [300, 1000000]",
+        ),
+        (
             altered(&s, "gpt2", "act", |d| {
                 edit_json(&d.join("config.json"), |v| v["activation_function"] = "relu".into())
             }),
@@ -501,6 +513,10 @@ fn models_without_a_hugging_face_family_are_not_exported() {
     let mut c = checkpoint::read_model_config(&a).unwrap();
     c.position = transformer::Position::Rope { base: 10_000.0 };
     let model = c.init::<Cpu>(&device()).unwrap();
+    assert_eq!(
+        interop::layout::dense_shapes(&c),
+        interop::snapshot::shapes(&model)
+    );
     let papers = s.join("papers");
     checkpoint::save_model(&papers, &model, &Default::default(), None).unwrap();
     let options = ExportOptions {
