@@ -1,6 +1,9 @@
 //! Import, export and conversion against the Hugging Face fixtures in `tests/fixtures/` (tiny
 //! random GPT-2, Llama and Qwen2 models and their outputs, written by `transformers`: see
 //! `tests/fixtures/make_fixtures.py`). No network, no Python.
+//!
+//! Long on purpose: import, export, conversion and the bad-checkpoint cases share the fixture
+//! readers, the reference outputs and the greedy decoder, and one test binary links burn once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
