@@ -7,6 +7,7 @@ mod data;
 mod infer;
 mod interop;
 mod memory;
+mod nodes;
 mod progress;
 mod signals;
 mod train;
@@ -54,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         command: interop::ExportCommand,
     },
+    /// Serve the coordinator of multi-node training runs (`strata train --nodes N
+    /// --coordinator HOST:PORT --external-coordinator`).
+    Coordinator(nodes::CoordinatorArgs),
     /// Benchmarks, printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -63,6 +67,7 @@ enum Command {
 
 fn main() {
     keep_freed_memory();
+    quiet_transport();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -83,6 +88,7 @@ fn main() {
         Command::Import { command } => interop::import(command),
         Command::Convert(args) => interop::convert(args),
         Command::Export { command } => interop::export(command),
+        Command::Coordinator(args) => nodes::coordinator(args),
         Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {
@@ -102,6 +108,25 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+}
+
+/// burn's multi-node transport (burn-communication's WebSocket server) installs a global
+/// `tracing` subscriber printing INFO events to stdout, which would mix its messages into
+/// strata's output (`--json` included). A subscriber set first makes its attempt fail. And its
+/// tasks panic when a peer's connection drops: that failure reaches the training loop as an
+/// all-reduce error or a watchdog timeout, so those threads' panic messages are not printed.
+fn quiet_transport() {
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // tokio names its threads "tokio-runtime-worker" or "tokio-rt-worker" by version.
+        let transport = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("tokio-"));
+        if !transport {
+            default(info);
+        }
+    }));
 }
 
 /// Joins a multi-line message into one line.

@@ -197,6 +197,8 @@ pub struct TrainArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub cluster: crate::nodes::NodeArgs,
 }
 
 fn positive(name: &str, v: Option<i64>) -> Result<Option<u64>> {
@@ -318,6 +320,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         inner: observer,
         dog: dog.as_ref(),
     };
+    let cluster = crate::nodes::cluster(&args.cluster)?;
     // A resumed run uses its saved settings; the model named must be the run's.
     let start = if args.resume {
         if let Some(name) = &args.model {
@@ -326,7 +329,9 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         }
         Start::Resume
     } else {
-        Start::Fresh(config(args)?)
+        let mut c = config(args)?;
+        c.nodes = cluster.nodes;
+        Start::Fresh(c)
     };
     let options = RunOptions {
         force: args.force,
@@ -354,6 +359,7 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
             options,
             devices,
             share_device: matches!(args.backend, BackendKind::Cpu | BackendKind::Ndarray),
+            cluster,
             observer: &mut observer,
         },
     )
@@ -365,6 +371,7 @@ struct TrainRun<'a> {
     options: RunOptions,
     devices: usize,
     share_device: bool,
+    cluster: trainer::cluster::Cluster,
     observer: &'a mut dyn Observer,
 }
 
@@ -372,11 +379,12 @@ impl Job for TrainRun<'_> {
     type Output = Summary;
     fn run<B: Backend>(self, _device: B::Device) -> Result<Summary> {
         let devices = local_devices::<B>(self.devices, self.share_device)?;
-        Ok(train::train_on::<Autodiff<B>>(
+        Ok(train::train_nodes::<Autodiff<B>>(
             self.start,
             &self.out,
             self.options,
             &devices,
+            &self.cluster,
             self.observer,
         )?)
     }
@@ -386,8 +394,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut progress = Progress::new();
     let summary = run_training(&args, &mut progress)?;
     progress.finish();
+    let follower = crate::nodes::cluster(&args.cluster)?.rank > 0;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
+    } else if follower {
+        println!(
+            "{}: {} steps, {} tokens over all nodes; node 0 evaluated and wrote the checkpoints",
+            summary.model, summary.steps, summary.tokens
+        );
     } else {
         print_summary(&summary, &args.data);
     }

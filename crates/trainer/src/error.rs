@@ -177,6 +177,25 @@ pub enum TrainError {
         /// The devices given.
         given: usize,
     },
+    /// A run set for another number of nodes.
+    #[error("the run is set for {run} node(s) but {given} were given; pass --nodes {run}")]
+    NodeCount {
+        /// The run's node count.
+        run: usize,
+        /// The nodes given.
+        given: usize,
+    },
+    /// Another node of a multi-node run is gone (its process died, or the network failed).
+    #[error("lost contact with the other nodes {when} ({problem}); the last checkpoint is intact: restart every node with --resume")]
+    NodeLost {
+        /// "in step N", "before the first step".
+        when: String,
+        /// What the transport said.
+        problem: String,
+    },
+    /// Nodes of one run started with different settings, or at different steps.
+    #[error("the nodes disagree on the run's settings or on the step to start at: run the same command on every node (--resume on all of them, with a run folder every node reads)")]
+    NodesDisagree,
     /// A loss or gradient norm that is not finite.
     #[error("the {what} became {value} at step {step}; the last checkpoint is kept (lower the learning rate, or let --skip-nonfinite N skip such steps)")]
     NonFinite {

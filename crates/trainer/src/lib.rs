@@ -9,9 +9,12 @@
 //! - [`train::evaluate`] and [`checkpoint::load_model`] for `strata eval` / `generate`.
 
 pub mod checkpoint;
+pub mod cluster;
+pub mod cluster_bench;
 pub mod data;
 mod error;
 mod eval;
+mod flat;
 pub mod loader;
 mod memory;
 pub mod metrics;

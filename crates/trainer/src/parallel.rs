@@ -10,6 +10,12 @@
 //! logs and writes checkpoints; the others follow the step numbers it sends them.
 //!
 //! With one device there is no collective at all: [`Replica::step`] is the whole step.
+//!
+//! Over several nodes ([`crate::cluster`]) the same holds with global ranks: replica `d` of node
+//! `n` is rank `n * devices + d` of `nodes * devices`, the collective reaches the other nodes
+//! through burn's global level, and every wait on them is watched. The step's first all-reduce
+//! also carries each node's wish to stop (a signal, a time limit), so all nodes stop after the
+//! same step.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Sender};
@@ -24,6 +30,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
+use crate::cluster::{arm, Cluster, Watchdog};
 use crate::error::{panic_message, TrainError};
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
@@ -63,6 +70,9 @@ pub(crate) struct StepOutcome<B: Backend> {
     /// Whether the update was applied (f16 steps whose gradients overflow, and with
     /// `--skip-nonfinite` steps whose gradients are not finite, are skipped).
     pub applied: bool,
+    /// Whether any replica asked to stop after this step (always this replica's own wish
+    /// when it is alone).
+    pub stop: bool,
 }
 
 /// A model replica and its optimizer, loader and loss scale.
@@ -71,20 +81,41 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     pub optim: AdamW<B::InnerBackend>,
     pub loader: WindowLoader,
     pub device: B::Device,
-    /// Position among the devices (0 evaluates, logs and checkpoints).
+    /// Global rank: position among all devices of all nodes (0 evaluates, logs and
+    /// checkpoints).
     pub rank: usize,
-    /// Number of devices.
+    /// Number of devices over all nodes.
     pub peers: usize,
     /// f16's dynamic loss scale.
     pub scaler: Option<LossScaler>,
+    /// Watches the waits on other nodes (multi-node runs).
+    pub watch: Option<Watchdog>,
 }
 
 fn collective_error(e: collective::CollectiveError) -> TrainError {
-    TrainError::Collective(format!("{e:?}"))
+    TrainError::Collective(crate::cluster::describe(&e))
+}
+
+impl<B: AutodiffBackend> Replica<B> {
+    /// A failed all-reduce of step `step` (0-based; none: before the first): between nodes,
+    /// another node is gone.
+    fn all_reduce_failed(&self, step: Option<u64>, e: collective::CollectiveError) -> TrainError {
+        match self.watch {
+            Some(_) => TrainError::NodeLost {
+                when: step.map_or("before the first step".into(), |s| {
+                    format!("in step {}", s + 1)
+                }),
+                problem: crate::cluster::describe(&e),
+            },
+            None => collective_error(e),
+        }
+    }
 }
 
 /// One replica's share of a step, before the all-reduce.
 struct Local<B: Backend> {
+    /// Whether any replica asked to stop after this step.
+    stop: bool,
     grads: GradientsParams,
     /// Sum of the micro-batches' mean losses, `[1]`.
     loss_sum: Tensor<B, 1>,
@@ -103,6 +134,7 @@ impl<B: AutodiffBackend> Replica<B> {
         mut self,
         step: u64,
         ctx: &StepContext,
+        stop: bool,
     ) -> Result<(Self, StepOutcome<B::InnerBackend>), TrainError> {
         let config = &ctx.config;
         #[allow(unused_mut)] // a test hook poisons it
@@ -117,9 +149,12 @@ impl<B: AutodiffBackend> Replica<B> {
             compute.loss_scale = f64::NAN;
         }
         let local = if self.peers > 1 {
-            self.local_over_peers(step, ctx, compute)?
+            self.local_over_peers(step, ctx, compute, stop)?
         } else {
-            self.local(step, ctx, compute)?
+            Local {
+                stop,
+                ..self.local(step, ctx, compute)?
+            }
         };
         let loss = local.loss_sum.div_scalar(config.grad_accum as f64);
         let update;
@@ -140,19 +175,22 @@ impl<B: AutodiffBackend> Replica<B> {
             guides_used: local.guides_used,
             grad_norm: update.norm,
             applied: update.applied,
+            stop: local.stop,
         };
         Ok((self, outcome))
     }
 
     /// [`Replica::local`] with several devices: a failure (an error, or a panic such as running
     /// out of device memory) is caught and flagged in the step's first all-reduce, together
-    /// with the loss and the FLOPs; then the gradients are averaged. Every replica sees the
-    /// flag, so all stop at this step instead of one waiting for the others forever.
+    /// with the loss, the FLOPs and the wish to stop after this step (`stop`); then the
+    /// gradients are averaged. Every replica sees the flag, so all stop at this step instead
+    /// of one waiting for the others forever.
     fn local_over_peers(
         &mut self,
         step: u64,
         ctx: &StepContext,
         compute: Compute,
+        stop: bool,
     ) -> Result<Local<B::InnerBackend>, TrainError> {
         let local = catch_unwind(AssertUnwindSafe(|| self.local(step, ctx, compute)))
             .unwrap_or_else(|panic| {
@@ -166,23 +204,30 @@ impl<B: AutodiffBackend> Replica<B> {
         let (loss_sum, flops) = local.as_ref().map_or((0.0, 0.0), |l| {
             (l.loss_sum.clone().into_scalar().elem::<f64>(), l.flops)
         });
-        let [failed, loss_sum, gflops] = self.sum_over_peers([
-            f64::from(u8::from(local.is_err())),
-            loss_sum / self.peers as f64,
-            flops * 1e-9,
-        ])?;
+        let [failed, loss_sum, gflops, stops] = self.sum_over_peers(
+            [
+                f64::from(u8::from(local.is_err())),
+                loss_sum / self.peers as f64,
+                flops * 1e-9,
+                f64::from(u8::from(stop)),
+            ],
+            Some(step),
+        )?;
         if failed > 0.0 {
             return Err(local
                 .err()
                 .unwrap_or(TrainError::PeerFailed { step: step + 1 }));
         }
         let mut local = local?;
-        local.grads = local
-            .grads
-            .all_reduce::<B::InnerBackend>(PeerId::from(self.rank), ReduceOperation::Mean)
-            .map_err(collective_error)?;
+        let _armed = arm(&self.watch, || {
+            format!("step {}'s gradient all-reduce", step + 1)
+        });
+        local.grads =
+            crate::flat::all_reduce_mean(&self.model, local.grads, PeerId::from(self.rank))
+                .map_err(|e| self.all_reduce_failed(Some(step), e))?;
         local.loss_sum = Tensor::from_floats([loss_sum as f32], &self.device);
         local.flops = gflops * 1e9;
+        local.stop = stops > 0.0;
         Ok(local)
     }
 
@@ -237,6 +282,7 @@ impl<B: AutodiffBackend> Replica<B> {
             accumulator.accumulate(&self.model, grads);
         }
         Ok(Local {
+            stop: false,
             grads: accumulator.grads(),
             loss_sum: loss_sum.expect("grad_accum >= 1 (validated)"),
             flops,
@@ -244,15 +290,44 @@ impl<B: AutodiffBackend> Replica<B> {
         })
     }
 
-    /// Sums numbers over the peers (burn's all-reduce on a small tensor).
-    fn sum_over_peers<const N: usize>(&self, values: [f64; N]) -> Result<[f64; N], TrainError> {
-        let t = Tensor::<B::InnerBackend, 1>::from_floats(values.map(|v| v as f32), &self.device);
+    /// Checks that every replica holds the same `fingerprint` (of the settings and the step
+    /// to start at): its 8 bytes and their squares are summed over the peers, which gives
+    /// `peers` times this replica's values (exactly, in f32) only when all are equal.
+    fn check_agreement(&self, fingerprint: u64) -> Result<(), TrainError> {
+        let bytes = fingerprint.to_le_bytes().map(f64::from);
+        let mut values = [0.0; 16];
+        for (i, b) in bytes.iter().enumerate() {
+            (values[i], values[8 + i]) = (*b, b * b);
+        }
+        let sums = self.sum_over_peers(values, None)?;
+        let n = self.peers as f64;
+        if (0..16).any(|i| sums[i] != n * values[i]) {
+            return Err(TrainError::NodesDisagree);
+        }
+        Ok(())
+    }
+
+    /// Sums numbers over the peers (burn's all-reduce on a small tensor) at the start of step
+    /// `step` (0-based; none: before the first).
+    pub(crate) fn sum_over_peers<const N: usize>(
+        &self,
+        values: [f64; N],
+        step: Option<u64>,
+    ) -> Result<[f64; N], TrainError> {
+        // The ring between nodes cuts the tensor in one slice per node: pad it.
+        let mut padded = values.map(|v| v as f32).to_vec();
+        padded.resize(N.max(self.peers), 0.0);
+        let t = Tensor::<B::InnerBackend, 1>::from_floats(padded.as_slice(), &self.device);
+        let _armed = arm(&self.watch, || match step {
+            Some(s) => format!("the start of step {}'s all-reduce", s + 1),
+            None => "checking the nodes agree".into(),
+        });
         let summed = collective::all_reduce::<B::InnerBackend>(
             PeerId::from(self.rank),
             t.into_primitive().tensor(),
             ReduceOperation::Sum,
         )
-        .map_err(collective_error)?;
+        .map_err(|e| self.all_reduce_failed(step, e))?;
         let out = Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(summed))
             .into_data()
             .convert::<f64>()
@@ -266,37 +341,53 @@ impl<B: AutodiffBackend> Replica<B> {
 pub(crate) struct Peers {
     steps: Vec<Sender<u64>>,
     handles: Vec<JoinHandle<Result<(), TrainError>>>,
+    /// The first device's global rank, when there is a collective (several replicas).
+    rank: Option<usize>,
+    watch: Option<Watchdog>,
 }
 
 fn register<B: AutodiffBackend>(
     rank: usize,
     device: &B::Device,
-    peers: usize,
+    config: CollectiveConfig,
+    watch: &Option<Watchdog>,
 ) -> Result<(), TrainError> {
-    let config = CollectiveConfig::default().with_num_devices(peers);
+    let _armed = arm(watch, || "registering with the coordinator".into());
     collective::register::<B::InnerBackend>(PeerId::from(rank), device.clone(), config)
         .map_err(collective_error)
 }
 
+fn finish<B: AutodiffBackend>(rank: usize, watch: &Option<Watchdog>) -> Result<(), TrainError> {
+    let _armed = arm(watch, || "leaving the collective".into());
+    collective::finish_collective::<B::InnerBackend>(PeerId::from(rank)).map_err(collective_error)
+}
+
 impl Peers {
-    /// Registers `first` (rank 0, on the calling thread) and starts one replica per further
-    /// device, forked from `first`'s model. `optimizer` is the AdamW state file to resume from.
+    /// Registers `first` (this node's first device, on the calling thread) and starts one
+    /// replica per further device, forked from `first`'s model. `optimizer` is the AdamW state
+    /// file to resume from.
     pub fn start<B: AutodiffBackend>(
         first: &Replica<B>,
         devices: &[B::Device],
         loaders: Vec<WindowLoader>,
         optimizer: Option<&std::path::Path>,
         ctx: &StepContext,
+        cluster: &Cluster,
+        agreed: u64,
     ) -> Result<Peers, TrainError> {
         let mut peers = Peers {
             steps: Vec::new(),
             handles: Vec::new(),
+            rank: None,
+            watch: first.watch.clone(),
         };
-        if devices.len() == 1 {
+        if first.peers == 1 {
             return Ok(peers);
         }
+        let config = cluster.collective_config(devices.len())?;
         collective::reset_collective::<B::InnerBackend>();
-        for ((rank, device), loader) in devices.iter().enumerate().skip(1).zip(loaders) {
+        for ((local, device), loader) in devices.iter().enumerate().skip(1).zip(loaders) {
+            let rank = first.rank + local;
             let mut optim = AdamW::new(ctx.config.adamw);
             if let Some(path) = optimizer {
                 optim.load(path, device)?;
@@ -307,23 +398,29 @@ impl Peers {
                 loader,
                 device: device.clone(),
                 rank,
-                peers: devices.len(),
+                peers: first.peers,
                 scaler: first.scaler,
+                watch: first.watch.clone(),
             };
             let (send, receive) = channel::<u64>();
             let ctx = ctx.clone();
+            let config = config.clone();
             peers.steps.push(send);
             peers.handles.push(std::thread::spawn(move || {
-                register::<B>(rank, &replica.device, replica.peers)?;
+                register::<B>(rank, &replica.device, config, &replica.watch)?;
+                replica.check_agreement(agreed)?;
                 let mut replica = replica;
                 while let Ok(step) = receive.recv() {
-                    (replica, _) = replica.step(step, &ctx)?;
+                    (replica, _) = replica.step(step, &ctx, false)?;
                 }
-                collective::finish_collective::<B::InnerBackend>(PeerId::from(rank))
-                    .map_err(collective_error)
+                finish::<B>(rank, &replica.watch)
             }));
         }
-        register::<B>(0, &first.device, devices.len())?;
+        register::<B>(first.rank, &first.device, config, &first.watch)?;
+        peers.rank = Some(first.rank);
+        if let Err(e) = first.check_agreement(agreed) {
+            return Err(peers.abort(e));
+        }
         Ok(peers)
     }
 
@@ -361,13 +458,11 @@ impl Peers {
 
     /// Lets the peers finish and waits for them; the first error of any of them.
     pub fn finish<B: AutodiffBackend>(self) -> Result<(), TrainError> {
-        if self.handles.is_empty() {
+        let Some(rank) = self.rank else {
             return Ok(());
-        }
+        };
         drop(self.steps);
-        let mut first_error = collective::finish_collective::<B::InnerBackend>(PeerId::from(0))
-            .map_err(collective_error)
-            .err();
+        let mut first_error = finish::<B>(rank, &self.watch).err();
         for h in self.handles {
             let result = h.join().unwrap_or(Err(TrainError::PeerGone("panicked")));
             if let Err(e) = result {

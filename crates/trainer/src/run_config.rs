@@ -74,6 +74,10 @@ pub struct TrainConfig {
     /// micro-batch, so the global batch is `batch_size * grad_accum * devices`.
     #[serde(default = "one")]
     pub devices: usize,
+    /// Nodes (machines or processes) of a multi-node run, each with `devices` replicas: the
+    /// global batch is `batch_size * grad_accum * devices * nodes` (see [`crate::cluster`]).
+    #[serde(default = "one")]
+    pub nodes: usize,
     /// Steps whose loss or gradients are not finite that may be skipped (no update; the run
     /// goes on) before the run stops with an error; 0 stops at the first. With a non-zero
     /// allowance each step's gradient norm is read back before its update (one small transfer
@@ -119,14 +123,15 @@ impl TrainConfig {
             peak_flops: None,
             precision: Precision::F32,
             devices: 1,
+            nodes: 1,
             skip_nonfinite: 0,
             init: None,
         }
     }
 
-    /// Sequences per optimizer step, over all devices.
+    /// Sequences per optimizer step, over all devices of all nodes.
     pub fn global_batch(&self) -> usize {
-        self.batch_size * self.grad_accum * self.devices
+        self.batch_size * self.grad_accum * self.devices * self.nodes
     }
 
     /// Steps the budget asks for, before fixedflop's extra steps.
@@ -170,6 +175,7 @@ impl TrainConfig {
             ("batch_size", self.batch_size),
             ("grad_accum", self.grad_accum),
             ("devices", self.devices),
+            ("nodes", self.nodes),
             ("keep", self.keep),
         ] {
             if v == 0 {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use transformer::{accounting, Transformer};
 
 use crate::checkpoint::{self, TrainState};
+use crate::cluster::{spawn_coordinator, split_host_port, Cluster};
 use crate::data::Manifest;
 use crate::error::TrainError;
 use crate::memory::check_memory;
@@ -189,6 +190,34 @@ pub fn train_on<B: AutodiffBackend>(
     devices: &[B::Device],
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
+    train_nodes::<B>(start, out, options, devices, &Cluster::single(), observer)
+}
+
+/// A fingerprint of what every node must agree on: the settings (but the data and init
+/// paths, which may be mounted elsewhere), the step to start at, the model's size.
+fn agreement(config: &TrainConfig, step: u64, params: usize) -> u64 {
+    let mut shared = config.clone();
+    shared.data = PathBuf::new();
+    shared.init = None;
+    let mut text = serde_json::to_string(&shared).expect("plain config");
+    text.push_str(&format!("|{step}|{params}"));
+    crate::shard::fnv1a(text.as_bytes())
+}
+
+/// [`train_on`] as node `cluster.rank` of `cluster.nodes` (see [`crate::cluster`]): every node
+/// runs this with the same settings and its own `devices`; node 0 evaluates, logs and writes
+/// the checkpoints into `out` (a folder every node can read, for `--resume`), the others only
+/// train. The run's `nodes` and `devices` settings must match.
+pub fn train_nodes<B: AutodiffBackend>(
+    start: Start,
+    out: &Path,
+    options: RunOptions,
+    devices: &[B::Device],
+    cluster: &Cluster,
+    observer: &mut dyn Observer,
+) -> Result<Summary, TrainError> {
+    cluster.validate()?;
+    let lead = cluster.rank == 0;
     let dir = RunDir::new(out);
     // Resuming a run killed before its first checkpoint starts it over from its saved settings.
     let (config, resumed, resuming) = match start {
@@ -217,6 +246,12 @@ pub fn train_on<B: AutodiffBackend>(
             given: devices.len(),
         });
     }
+    if config.nodes != cluster.nodes {
+        return Err(TrainError::NodeCount {
+            run: config.nodes,
+            given: cluster.nodes,
+        });
+    }
     for device in devices {
         config.precision.check::<B>(device)?;
     }
@@ -240,7 +275,7 @@ pub fn train_on<B: AutodiffBackend>(
         )
     };
     let loader = open_loader()?;
-    let per_micro_batch = config.batch_size * devices.len();
+    let per_micro_batch = config.batch_size * devices.len() * cluster.nodes;
     if loader.windows() < per_micro_batch {
         return Err(TrainError::Setting {
             setting: "batch_size",
@@ -266,11 +301,14 @@ pub fn train_on<B: AutodiffBackend>(
     if let (Some(init), false) = (&config.init, resuming) {
         checkpoint::resolve(init)?;
     }
-    if !resuming {
+    // Node 0 owns the folder; the others only read a checkpoint from it to resume.
+    if !resuming && lead {
         claim_fresh(&dir, options.force)?;
     }
     // Checkpoint folders a killed run left half-written.
-    checkpoint::remove_partial(&dir.checkpoints());
+    if lead {
+        checkpoint::remove_partial(&dir.checkpoints());
+    }
     let plan = config.plan()?;
 
     // The model: seeded init, guides when self-guided, then the checkpoint if resuming.
@@ -308,14 +346,20 @@ pub fn train_on<B: AutodiffBackend>(
                 why: format!("is complete ({} steps)", state.step),
             });
         }
-    } else if !resuming {
+    } else if !resuming && lead {
         let json = serde_json::to_string_pretty(config).expect("plain config");
         write_atomic(&dir.config(), json.as_bytes())?;
     }
     if let Some(sgt) = &config.sgt {
         model.set_reduce_flop(sgt.reduce_flop);
     }
-    let mut metrics = MetricsLog::open(&dir.metrics(), resuming.then_some(state.step))?;
+    let mut metrics = match lead {
+        true => Some(MetricsLog::open(
+            &dir.metrics(),
+            resuming.then_some(state.step),
+        )?),
+        false => None,
+    };
     observer.event(Event::Started {
         plan: &plan,
         start_step: state.step,
@@ -335,22 +379,31 @@ pub fn train_on<B: AutodiffBackend>(
         poison_grads_at: options.poison_grads_at,
     };
     let step_tokens = (config.global_batch() * config.seq_len) as u64;
+    let agreed = agreement(config, state.step, model.num_params());
     let mut replica = Replica {
         model,
         optim,
         loader,
         device: device.clone(),
-        rank: 0,
-        peers: devices.len(),
+        rank: cluster.rank * devices.len(),
+        peers: devices.len() * cluster.nodes,
         scaler: state.loss_scale,
+        watch: cluster.watchdog(),
     };
     let resume_optimizer = resumed.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
+    // Node 0 serves the coordinator unless one runs already; it lives until the others leave.
+    let coordinator = match cluster.is_multi() && lead && cluster.start_coordinator {
+        true => Some(spawn_coordinator(split_host_port(&cluster.coordinator)?.1)?),
+        false => None,
+    };
     let peers = Peers::start(
         &replica,
         devices,
         peer_loaders,
         resume_optimizer.as_deref(),
         &ctx,
+        cluster,
+        agreed,
     )?;
     let session = Instant::now();
     let elapsed_before = state.elapsed_s;
@@ -358,11 +411,21 @@ pub fn train_on<B: AutodiffBackend>(
     let (mut stopped_early, mut interrupted) = (false, false);
     let mut last_checkpoint = resumed.clone().unwrap_or_default();
 
+    // Whether to stop once `done` steps are done, `now` seconds into this session.
+    let wants_stop = |done: u64, now: f64| {
+        done < plan.total_steps
+            && (options.stop.is_some_and(|s| s.load(Ordering::SeqCst))
+                || options.time_limit_s.is_some_and(|l| now >= l)
+                || options.stop_at_step.is_some_and(|s| done >= s))
+    };
     for step in state.step..plan.total_steps {
         peers.begin(step)?;
         let loss_scale = replica.scaler.map(|s| s.scale);
+        // Over several nodes the wish to stop is decided before the step and shared in it, so
+        // every node stops after the same step.
+        let stop_wish = cluster.is_multi() && wants_stop(step + 1, session.elapsed().as_secs_f64());
         let done;
-        (replica, done) = match replica.step(step, &ctx) {
+        (replica, done) = match replica.step(step, &ctx, stop_wish) {
             Ok(stepped) => stepped,
             Err(e) => return Err(peers.abort(e)),
         };
@@ -379,10 +442,10 @@ pub fn train_on<B: AutodiffBackend>(
 
         let last = state.step == plan.total_steps;
         let signalled = options.stop.is_some_and(|s| s.load(Ordering::SeqCst));
-        let stop_now = !last
-            && (signalled
-                || options.time_limit_s.is_some_and(|l| now >= l)
-                || options.stop_at_step.is_some_and(|s| state.step >= s));
+        let stop_now = match cluster.is_multi() {
+            true => done.stop,
+            false => wants_stop(state.step, now),
+        };
         let eval_now = last
             || stop_now
             || (config.eval_every > 0 && state.step.is_multiple_of(config.eval_every));
@@ -424,7 +487,7 @@ pub fn train_on<B: AutodiffBackend>(
         pending.push(record, logged, done.loss, done.grad_norm);
         if eval_now || checkpoint_now || pending.due() {
             let mut records = pending.read(config.peak_flops)?;
-            if eval_now {
+            if eval_now && lead {
                 // The trained model in the training precision, every guide in use (not
                 // reduce_flop's last draw): the function `strata eval` scores on the checkpoint.
                 let mut trained = replica.model.valid();
@@ -433,7 +496,7 @@ pub fn train_on<B: AutodiffBackend>(
                     &config.precision.apply(trained),
                     &val_loader,
                     config.batch_size,
-                    config.eval_batches * config.devices,
+                    config.eval_batches * config.devices * config.nodes,
                     device,
                 )?;
                 if let Some(record) = records.last_mut() {
@@ -443,17 +506,19 @@ pub fn train_on<B: AutodiffBackend>(
                 state.val_loss = Some(r.val_loss);
             }
             for record in &records {
-                metrics.append(record)?;
+                if let Some(metrics) = &mut metrics {
+                    metrics.append(record)?;
+                }
                 observer.event(Event::Step(record));
             }
-            if eval_now {
+            if let (true, Some(metrics)) = (eval_now, &metrics) {
                 write_atomic(
                     &dir.plot(),
                     loss_svg(metrics.records(), &config.model_name).as_bytes(),
                 )?;
             }
         }
-        if checkpoint_now {
+        if checkpoint_now && lead {
             last_checkpoint = checkpoint::save(
                 &dir.checkpoints(),
                 &replica.model,
@@ -470,10 +535,17 @@ pub fn train_on<B: AutodiffBackend>(
         }
     }
     peers.finish::<B>()?;
-    write_atomic(
-        &dir.plot(),
-        loss_svg(metrics.records(), &config.model_name).as_bytes(),
-    )?;
+    // The other nodes leave the coordinator node 0 serves before it stops (bounded: a node
+    // that died without leaving is forgotten when its connection closes).
+    if let Some(coordinator) = coordinator {
+        coordinator.wait_idle(cluster.timeout);
+    }
+    if let Some(metrics) = &metrics {
+        write_atomic(
+            &dir.plot(),
+            loss_svg(metrics.records(), &config.model_name).as_bytes(),
+        )?;
+    }
     let summary = Summary {
         model: config.model_name.clone(),
         params: replica.model.num_params(),

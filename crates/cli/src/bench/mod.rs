@@ -1,9 +1,11 @@
 //! `strata bench`: benchmarks, printed as JSON lines, one file per benchmark: `decode`
 //! (structured vs pre-merged decoding), `train` (training tokens/s and MFU of zoo models), `ffn`
-//! (structured FFN blocks against dense, side by side) and `ops` (the FFN's building blocks).
+//! (structured FFN blocks against dense, side by side), `ops` (the FFN's building blocks) and
+//! `allreduce` (the multi-node gradient all-reduce alone).
 //! Timings are medians of samples taken round-robin where several variants are compared, so
 //! that drifting load on a shared machine affects each alike.
 
+mod allreduce;
 mod decode;
 mod ffn;
 mod ops;
@@ -23,6 +25,9 @@ pub enum BenchCommand {
     Ffn(ffn::FfnArgs),
     /// The FFN benchmark's building blocks (a matmul, GELU, bias add, product) on CPU backends.
     Ops(ops::OpsArgs),
+    /// The multi-node gradient all-reduce alone: run on every node with the node flags of
+    /// `strata train`.
+    Allreduce(allreduce::AllReduceArgs),
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
@@ -31,6 +36,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Train(args) => train::run(args),
         BenchCommand::Ffn(args) => ffn::run(args),
         BenchCommand::Ops(args) => ops::run(args),
+        BenchCommand::Allreduce(args) => allreduce::run(args),
     }
 }
 
