@@ -13,7 +13,7 @@ mod tests {
     }
 
     /// Every file under `dir` with one of `extensions`, skipping build outputs and the
-    /// patched copy of a dependency.
+    /// patched copies of dependencies.
     fn files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -22,7 +22,10 @@ mod tests {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             if path.is_dir() {
-                if !matches!(name.as_str(), "target" | "cubek-matmul" | ".git") {
+                if !matches!(
+                    name.as_str(),
+                    "target" | "cubek-matmul" | "burn-collective" | ".git"
+                ) {
                     files(&path, extensions, out);
                 }
             } else if extensions.iter().any(|e| name.ends_with(e)) {

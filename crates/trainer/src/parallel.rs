@@ -4,10 +4,11 @@
 //! Every device holds a replica: the same weights (forked from the first device's model, so the
 //! parameter ids match) and its own AdamW state. Each micro-batch of `batch_size * devices`
 //! sequences is split in device order; every replica computes the gradients of its share, the
-//! gradients are averaged with `GradientsParams::all_reduce` (mean), and every replica applies
-//! the same update, so the replicas stay equal without broadcasting weights. The loss and the
-//! FLOPs of the step are summed over the peers the same way. The first device also evaluates,
-//! logs and writes checkpoints; the others follow the step numbers it sends them.
+//! gradients are averaged in one flat buffer ([`crate::flat`], one all-reduce per step), and
+//! every replica applies the same update, so the replicas stay equal without broadcasting
+//! weights. The loss and the FLOPs of the step are summed over the peers the same way. The
+//! first device also evaluates, logs and writes checkpoints; the others run on threads of
+//! their own ([`crate::peers`]) and follow the step numbers it sends them.
 //!
 //! With one device there is no collective at all: [`Replica::step`] is the whole step.
 //!
@@ -18,11 +19,8 @@
 //! same step.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{channel, Sender};
-use std::thread::JoinHandle;
 
-use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
-use burn::module::Module;
+use burn::collective::{self, PeerId, ReduceOperation};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend, Device, DeviceId, DeviceOps};
 use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
@@ -30,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
-use crate::cluster::{arm, Cluster, Watchdog};
+use crate::cluster::{arm, Watchdog};
 use crate::error::{panic_message, TrainError};
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
@@ -92,7 +90,7 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     pub watch: Option<Watchdog>,
 }
 
-fn collective_error(e: collective::CollectiveError) -> TrainError {
+pub(crate) fn collective_error(e: collective::CollectiveError) -> TrainError {
     TrainError::Collective(crate::cluster::describe(&e))
 }
 
@@ -293,7 +291,7 @@ impl<B: AutodiffBackend> Replica<B> {
     /// Checks that every replica holds the same `fingerprint` (of the settings and the step
     /// to start at): its 8 bytes and their squares are summed over the peers, which gives
     /// `peers` times this replica's values (exactly, in f32) only when all are equal.
-    fn check_agreement(&self, fingerprint: u64) -> Result<(), TrainError> {
+    pub(crate) fn check_agreement(&self, fingerprint: u64) -> Result<(), TrainError> {
         let bytes = fingerprint.to_le_bytes().map(f64::from);
         let mut values = [0.0; 16];
         for (i, b) in bytes.iter().enumerate() {
@@ -334,142 +332,6 @@ impl<B: AutodiffBackend> Replica<B> {
             .to_vec::<f64>()
             .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
         Ok(std::array::from_fn(|i| out[i]))
-    }
-}
-
-/// The replicas on devices 1.. of a data-parallel run, each on its own thread.
-pub(crate) struct Peers {
-    steps: Vec<Sender<u64>>,
-    handles: Vec<JoinHandle<Result<(), TrainError>>>,
-    /// The first device's global rank, when there is a collective (several replicas).
-    rank: Option<usize>,
-    watch: Option<Watchdog>,
-}
-
-fn register<B: AutodiffBackend>(
-    rank: usize,
-    device: &B::Device,
-    config: CollectiveConfig,
-    watch: &Option<Watchdog>,
-) -> Result<(), TrainError> {
-    let _armed = arm(watch, || "registering with the coordinator".into());
-    collective::register::<B::InnerBackend>(PeerId::from(rank), device.clone(), config)
-        .map_err(collective_error)
-}
-
-fn finish<B: AutodiffBackend>(rank: usize, watch: &Option<Watchdog>) -> Result<(), TrainError> {
-    let _armed = arm(watch, || "leaving the collective".into());
-    collective::finish_collective::<B::InnerBackend>(PeerId::from(rank)).map_err(collective_error)
-}
-
-impl Peers {
-    /// Registers `first` (this node's first device, on the calling thread) and starts one
-    /// replica per further device, forked from `first`'s model. `optimizer` is the AdamW state
-    /// file to resume from.
-    pub fn start<B: AutodiffBackend>(
-        first: &Replica<B>,
-        devices: &[B::Device],
-        loaders: Vec<WindowLoader>,
-        optimizer: Option<&std::path::Path>,
-        ctx: &StepContext,
-        cluster: &Cluster,
-        agreed: u64,
-    ) -> Result<Peers, TrainError> {
-        let mut peers = Peers {
-            steps: Vec::new(),
-            handles: Vec::new(),
-            rank: None,
-            watch: first.watch.clone(),
-        };
-        if first.peers == 1 {
-            return Ok(peers);
-        }
-        let config = cluster.collective_config(devices.len())?;
-        collective::reset_collective::<B::InnerBackend>();
-        for ((local, device), loader) in devices.iter().enumerate().skip(1).zip(loaders) {
-            let rank = first.rank + local;
-            let mut optim = AdamW::new(ctx.config.adamw);
-            if let Some(path) = optimizer {
-                optim.load(path, device)?;
-            }
-            let replica = Replica::<B> {
-                model: first.model.clone().fork(device),
-                optim,
-                loader,
-                device: device.clone(),
-                rank,
-                peers: first.peers,
-                scaler: first.scaler,
-                watch: first.watch.clone(),
-            };
-            let (send, receive) = channel::<u64>();
-            let ctx = ctx.clone();
-            let config = config.clone();
-            peers.steps.push(send);
-            peers.handles.push(std::thread::spawn(move || {
-                register::<B>(rank, &replica.device, config, &replica.watch)?;
-                replica.check_agreement(agreed)?;
-                let mut replica = replica;
-                while let Ok(step) = receive.recv() {
-                    (replica, _) = replica.step(step, &ctx, false)?;
-                }
-                finish::<B>(rank, &replica.watch)
-            }));
-        }
-        register::<B>(first.rank, &first.device, config, &first.watch)?;
-        peers.rank = Some(first.rank);
-        if let Err(e) = first.check_agreement(agreed) {
-            return Err(peers.abort(e));
-        }
-        Ok(peers)
-    }
-
-    /// Tells every peer to run `step`.
-    pub fn begin(&self, step: u64) -> Result<(), TrainError> {
-        for s in &self.steps {
-            s.send(step)
-                .map_err(|_| TrainError::PeerGone("stopped; see its error above"))?;
-        }
-        Ok(())
-    }
-
-    /// After the first device's step failed with `error`: lets the peers end (they failed the
-    /// same step) and returns the error that says why, a peer's own when `error` only says
-    /// that a peer failed.
-    pub fn abort(self, error: TrainError) -> TrainError {
-        drop(self.steps);
-        let mut own = None;
-        for h in self.handles {
-            match h.join() {
-                Err(_) => {
-                    own.get_or_insert(TrainError::PeerGone("panicked"));
-                }
-                Ok(Err(TrainError::PeerFailed { .. })) | Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    own.get_or_insert(e);
-                }
-            }
-        }
-        match error {
-            TrainError::PeerFailed { .. } => own.unwrap_or(error),
-            error => error,
-        }
-    }
-
-    /// Lets the peers finish and waits for them; the first error of any of them.
-    pub fn finish<B: AutodiffBackend>(self) -> Result<(), TrainError> {
-        let Some(rank) = self.rank else {
-            return Ok(());
-        };
-        drop(self.steps);
-        let mut first_error = finish::<B>(rank, &self.watch).err();
-        for h in self.handles {
-            let result = h.join().unwrap_or(Err(TrainError::PeerGone("panicked")));
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }
 

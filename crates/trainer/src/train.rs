@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
-use serde::{Deserialize, Serialize};
 use transformer::{accounting, Transformer};
 
 use crate::checkpoint::{self, TrainState};
@@ -24,86 +23,21 @@ use crate::error::TrainError;
 use crate::memory::check_memory;
 use crate::metrics::{loss_svg, MetricsLog, StepRecord};
 use crate::optim::AdamW;
-use crate::parallel::{Peers, Replica, StepContext};
+use crate::parallel::{Replica, StepContext};
+use crate::peers::Peers;
 use crate::precision::LossScaler;
 use crate::readback::Pending;
 use crate::run_dir::{claim_fresh, find_resume};
-use crate::schedule::Plan;
 use crate::shard::write_atomic;
 
 pub use crate::eval::{evaluate, EvalResult};
 pub use crate::memory::MemoryLimit;
+pub use crate::report::{Event, Observer, Quiet, Summary};
 pub use crate::run_config::{Budget, TrainConfig};
 pub use crate::run_dir::{check_run_model, read_run_config, RunDir};
 pub use crate::step::{
     apply_update, batch_tensors, check_ids, cross_entropy, micro_step, step_seed, Compute, Update,
 };
-
-/// Progress of a run, for whoever displays it.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// The run starts (or resumes at `start_step`).
-    Started {
-        /// The plan.
-        plan: &'a Plan,
-        /// First step to run.
-        start_step: u64,
-        /// Parameters of the model as built (guides included).
-        params: usize,
-    },
-    /// Step `n` (1-based) was issued to the device; its results are read (and logged) later.
-    Issued(u64),
-    /// A logged step.
-    Step(&'a StepRecord),
-    /// A checkpoint was written.
-    Checkpoint(&'a Path),
-    /// The run ended.
-    Finished(&'a Summary),
-}
-
-/// Receives [`Event`]s.
-pub trait Observer {
-    /// Called at each event.
-    fn event(&mut self, event: Event<'_>);
-}
-
-/// Ignores every event.
-pub struct Quiet;
-
-impl Observer for Quiet {
-    fn event(&mut self, _: Event<'_>) {}
-}
-
-/// What a run achieved.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Summary {
-    /// Model name.
-    pub model: String,
-    /// Parameters after training (guides dropped).
-    pub params: usize,
-    /// Optimizer steps done.
-    pub steps: u64,
-    /// Tokens trained on.
-    pub tokens: u64,
-    /// Training FLOPs.
-    pub flops: f64,
-    /// Seconds of training.
-    pub elapsed_s: f64,
-    /// Mean training tokens per second.
-    pub tokens_per_s: f64,
-    /// Final validation loss.
-    pub val_loss: Option<f64>,
-    /// Final validation perplexity.
-    pub val_ppl: Option<f64>,
-    /// Whether the time limit, `stop_at_step` or a stop request ended the run before its last
-    /// step.
-    pub stopped_early: bool,
-    /// Whether a stop request ([`RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
-    #[serde(default)]
-    pub interrupted: bool,
-    /// The last checkpoint.
-    pub checkpoint: PathBuf,
-}
 
 /// Where a run starts.
 // Built once per run: the size of the settings does not matter.
