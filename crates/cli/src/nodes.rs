@@ -40,8 +40,8 @@ pub struct NodeArgs {
     #[arg(long)]
     pub external_coordinator: bool,
     /// Longest wait on the other nodes, in seconds (registration, each step's all-reduce);
-    /// past it the run ends with an error on this node. It must exceed node 0's evaluation
-    /// and checkpoint time, which the others spend waiting.
+    /// past it the run ends with an error on this node. It must exceed node 0's time to write
+    /// a checkpoint, which the others spend waiting. Default: 300.
     #[arg(long, allow_negative_numbers = true)]
     pub node_timeout: Option<f64>,
 }

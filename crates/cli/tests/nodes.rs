@@ -232,7 +232,7 @@ fn a_killed_node_ends_the_other_with_an_error_within_the_timeout_and_the_checkpo
     ];
     for victim in [1, 0] {
         let p = ports();
-        let mut nodes = vec![Some(node(0, p, &args)), Some(node(1, p, &args))];
+        let mut nodes = [Some(node(0, p, &args)), Some(node(1, p, &args))];
         // Wait for a checkpoint (bounded), then kill the victim.
         let start = Instant::now();
         while !run

@@ -67,8 +67,9 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// The default bound on a wait for the other nodes. It must exceed node 0's evaluation and
-/// checkpoint time (the others wait in the next step's all-reduce meanwhile).
+/// The default bound on a wait for the other nodes. It must exceed node 0's checkpoint-writing
+/// time (the others wait in the next step's all-reduce meanwhile; evaluations run on every
+/// node, so they do not count).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn setting(problem: String) -> TrainError {

@@ -67,7 +67,7 @@ pub fn time_all_reduce<B: Backend>(
         let out = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(out));
         // Waits for the device: the first value comes back.
         check = out
-            .slice([0..1])
+            .narrow(0, 0, 1)
             .into_data()
             .convert::<f64>()
             .to_vec::<f64>()

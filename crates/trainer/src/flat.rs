@@ -50,11 +50,7 @@ impl<AB: AutodiffBackend> ModuleVisitor<AB> for Scatter<'_, AB::InnerBackend> {
         }
         let n: usize = shape.iter().product();
         let dims: [usize; D] = std::array::from_fn(|i| shape[i]);
-        let g = self
-            .flat
-            .clone()
-            .slice([self.offset..self.offset + n])
-            .reshape(dims);
+        let g = self.flat.clone().narrow(0, self.offset, n).reshape(dims);
         self.grads.register::<AB::InnerBackend, D>(*id, g);
         self.offset += n;
         self.next += 1;

@@ -421,7 +421,9 @@ pub fn train_nodes<B: AutodiffBackend>(
         pending.push(record, logged, done.loss, done.grad_norm);
         if eval_now || checkpoint_now || pending.due() {
             let mut records = pending.read(config.peak_flops)?;
-            if eval_now && lead {
+            // Every node evaluates (the same numbers), so that the others spend node 0's
+            // evaluation time evaluating rather than waiting on it in the next all-reduce.
+            if eval_now {
                 // The trained model in the training precision, every guide in use (not
                 // reduce_flop's last draw): the function `strata eval` scores on the checkpoint.
                 let mut trained = replica.model.valid();
