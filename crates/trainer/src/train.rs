@@ -8,7 +8,7 @@
 //! The step primitives live in [`crate::step`], the settings in [`crate::run_config`], the run
 //! folder in [`crate::run_dir`] and validation in [`crate::eval`]; they are re-exported here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use transformer::{accounting, Transformer};
 
 use crate::checkpoint::{self, TrainState};
-use crate::cluster::{spawn_coordinator, split_host_port, Cluster};
+use crate::cluster::{agreement, spawn_coordinator, split_host_port, Cluster};
 use crate::data::Manifest;
 use crate::error::TrainError;
 use crate::memory::check_memory;
@@ -125,17 +125,6 @@ pub fn train_on<B: AutodiffBackend>(
     observer: &mut dyn Observer,
 ) -> Result<Summary, TrainError> {
     train_nodes::<B>(start, out, options, devices, &Cluster::single(), observer)
-}
-
-/// A fingerprint of what every node must agree on: the settings (but the data and init
-/// paths, which may be mounted elsewhere), the step to start at, the model's size.
-fn agreement(config: &TrainConfig, step: u64, params: usize) -> u64 {
-    let mut shared = config.clone();
-    shared.data = PathBuf::new();
-    shared.init = None;
-    let mut text = serde_json::to_string(&shared).expect("plain config");
-    text.push_str(&format!("|{step}|{params}"));
-    crate::shard::fnv1a(text.as_bytes())
 }
 
 /// [`train_on`] as node `cluster.rank` of `cluster.nodes` (see [`crate::cluster`]): every node
