@@ -171,12 +171,9 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         "coordinator listening on port {} (all interfaces); nodes: --coordinator THIS_HOST:{} --external-coordinator",
         args.port, args.port
     );
-    let mut seen = false;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
-        let registered = served.registered_nodes();
-        seen |= registered > 0;
-        if args.once && seen && registered == 0 {
+        if args.once && served.registrations() > 0 && served.registered_nodes() == 0 {
             eprintln!("the run's nodes have left; stopping");
             break;
         }

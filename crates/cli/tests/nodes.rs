@@ -269,3 +269,119 @@ fn a_killed_node_ends_the_other_with_an_error_within_the_timeout_and_the_checkpo
         std::fs::remove_dir_all(&run).unwrap();
     }
 }
+
+#[test]
+fn a_hung_node_or_a_missing_coordinator_ends_the_wait_within_the_timeout() {
+    let dir = scratch("nodes-hang");
+    let (_, data, model) = prepared(&dir);
+    let run = dir.join("run");
+    let base = [
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--steps",
+        "100000",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--node-timeout",
+        "4",
+    ];
+    let args = [&base[..], &["--out", run.to_str().unwrap()]].concat();
+    // Node 1 stops answering (SIGSTOP) once the run is under way: node 0's watchdog ends it.
+    let p = ports();
+    let (a, mut b) = (node(0, p, &args), node(1, p, &args));
+    let start = Instant::now();
+    while !run
+        .join("checkpoints")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+    {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals a child process of this test by its pid.
+    unsafe { libc::kill(b.id() as i32, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    let out = wait_at_most(a, Duration::from_secs(30), "node 0");
+    let waited = stopped.elapsed().as_secs_f64();
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert!(
+        (3.5..15.0).contains(&waited),
+        "ended {waited:.1} s after the stop"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: node 0: no answer from the other nodes within 4 s"),
+        "{err}"
+    );
+
+    // A node whose coordinator never comes up gives up after the timeout, writing nothing.
+    let lonely_run = dir.join("lonely");
+    let lonely_args = [&base[..], &["--out", lonely_run.to_str().unwrap()]].concat();
+    let lonely = node(1, ports(), &lonely_args);
+    let start = Instant::now();
+    let out = wait_at_most(lonely, Duration::from_secs(30), "the lonely node");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.trim_end()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .contains("registering with the coordinator"),
+        "{err}"
+    );
+    assert!(!lonely_run.exists(), "node 1 writes nothing");
+}
+
+#[test]
+fn nodes_train_through_a_standalone_coordinator_which_serves_one_run_with_once() {
+    let dir = scratch("nodes-coordinator");
+    let (_, data, model) = prepared(&dir);
+    let p = ports();
+    let coordinator = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["coordinator", "--port", &p[0].to_string(), "--once"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = dir.join("run");
+    let args = [
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--out",
+        run.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--eval-batches",
+        "1",
+        "--external-coordinator",
+        "--node-timeout",
+        "60",
+        "--json",
+    ];
+    let (a, b) = both(p, &args);
+    assert_eq!(stdout_json(&a)["steps"], 3);
+    assert_eq!(stdout_json(&b)["steps"], 3);
+    let out = wait_at_most(coordinator, Duration::from_secs(30), "the coordinator");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nodes have left"));
+    // A busy port is refused in one line.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = listener.local_addr().unwrap().port().to_string();
+    fails_with(
+        strata(&["coordinator", "--port", &busy]),
+        "cannot listen on port",
+    );
+}

@@ -262,6 +262,11 @@ impl Coordinator {
         self.handle.registered_nodes()
     }
 
+    /// Node registrations since the coordinator started (a run of N nodes makes N).
+    pub fn registrations(&self) -> u64 {
+        self.handle.registrations()
+    }
+
     /// Waits (at most `limit`) until no node is registered, e.g. the other nodes have finished.
     pub fn wait_idle(&self, limit: Duration) -> bool {
         let start = Instant::now();

@@ -168,6 +168,12 @@ impl OrchestratorHandle {
         let runtime = self.runtime.as_ref().expect("running until dropped");
         runtime.block_on(async { self.state.lock().await.registered() })
     }
+
+    /// How many node registrations were made since the start (a run of N nodes makes N).
+    pub fn registrations(&self) -> u64 {
+        let runtime = self.runtime.as_ref().expect("running until dropped");
+        runtime.block_on(async { self.state.lock().await.registrations() })
+    }
 }
 
 impl Drop for OrchestratorHandle {

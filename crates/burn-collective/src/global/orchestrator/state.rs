@@ -48,6 +48,9 @@ pub(crate) struct GlobalCollectiveState {
     register_requests: Vec<(SessionId, RequestId, NodeId)>,
 
     sessions: HashMap<SessionId, Session>,
+
+    /// strata patch: nodes registered since the start (to tell a run that came and went).
+    registrations: u64,
 }
 
 impl GlobalCollectiveState {
@@ -60,6 +63,7 @@ impl GlobalCollectiveState {
             num_global_peers: 0,
             register_requests: Vec::new(),
             sessions: HashMap::new(),
+            registrations: 0,
         }
     }
 
@@ -126,6 +130,11 @@ impl GlobalCollectiveState {
     /// strata patch: how many nodes are registered now.
     pub(crate) fn registered(&self) -> usize {
         self.registered_nodes.len()
+    }
+
+    /// strata patch: how many registrations were made since the start.
+    pub(crate) fn registrations(&self) -> u64 {
+        self.registrations
     }
 
     /// strata patch: forgets the node of a session whose connection closed without a `Finish`
@@ -212,6 +221,7 @@ impl GlobalCollectiveState {
         }
 
         self.num_global_peers += peers.len() as u32;
+        self.registrations += 1;
 
         let node_id: NodeId = self.registered_nodes.len().into();
         self.registered_nodes.insert(session_id, node_id);
