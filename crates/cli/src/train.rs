@@ -91,8 +91,9 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: PrecisionArg,
     /// Data-parallel training over this many local devices (GPUs 0..N-1; on the CPU backends
-    /// the replicas share the one CPU, for testing). Each device takes --batch-size sequences
-    /// per micro-batch. Default: 1, or the resumed run's count.
+    /// the replicas share the CPU, one thread each, which keeps more cores busy than one
+    /// replica). Each device takes --batch-size sequences per micro-batch. Default: 1, or the
+    /// resumed run's count.
     #[arg(long)]
     pub devices: Option<usize>,
     /// Continue the run in --out from its newest checkpoint (its saved settings apply).

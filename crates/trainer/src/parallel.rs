@@ -337,7 +337,7 @@ impl<B: AutodiffBackend> Replica<B> {
 
 /// `n` devices of backend `B` for data-parallel training: device indices 0..n of the default
 /// device's kind. With `share`, a backend with fewer devices (the CPU) runs all replicas on its
-/// default device (for testing: replicas then share the cores, so nothing is faster).
+/// default device (the replicas then share its cores, one thread each).
 pub fn local_devices<B: Backend>(n: usize, share: bool) -> Result<Vec<B::Device>, TrainError> {
     let first = B::Device::default();
     let id = first.id();
