@@ -67,7 +67,7 @@ pub struct Summary {
     /// Whether the time limit, `stop_at_step` or a stop request ended the run before its last
     /// step.
     pub stopped_early: bool,
-    /// Whether a stop request ([`RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
+    /// Whether a stop request ([`crate::train::RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
     #[serde(default)]
     pub interrupted: bool,
     /// The last checkpoint.

@@ -128,9 +128,9 @@ pub fn train_on<B: AutodiffBackend>(
 }
 
 /// [`train_on`] as node `cluster.rank` of `cluster.nodes` (see [`crate::cluster`]): every node
-/// runs this with the same settings and its own `devices`; node 0 evaluates, logs and writes
-/// the checkpoints into `out` (a folder every node can read, for `--resume`), the others only
-/// train. The run's `nodes` and `devices` settings must match.
+/// runs this with the same settings and its own `devices`, and evaluates when the run does;
+/// node 0 alone logs and writes the checkpoints into `out` (a folder every node can read, for
+/// `--resume`). The run's `nodes` and `devices` settings must match.
 pub fn train_nodes<B: AutodiffBackend>(
     start: Start,
     out: &Path,
