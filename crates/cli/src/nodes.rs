@@ -16,7 +16,7 @@ pub struct NodeArgs {
     /// its own --node-rank and its --devices; the global batch is split by (node, device).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// This node's rank, 0..nodes. Node 0 evaluates, logs and writes checkpoints into --out
+    /// This node's rank, 0..nodes. Node 0 logs and writes checkpoints into --out
     /// (use a folder every node reads, for --resume) and starts the coordinator.
     #[arg(long)]
     pub node_rank: Option<usize>,

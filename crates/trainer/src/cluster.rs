@@ -34,7 +34,7 @@ pub type OnTimeout = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct Cluster {
     /// Nodes in the run (1: a single-node run, no coordinator).
     pub nodes: usize,
-    /// This node's rank, `0..nodes` (node 0 evaluates, logs and checkpoints).
+    /// This node's rank, `0..nodes` (node 0 logs and checkpoints).
     pub rank: usize,
     /// The coordinator, `HOST:PORT`.
     pub coordinator: String,
