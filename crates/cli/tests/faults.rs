@@ -113,6 +113,29 @@ fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
 }
 
+/// Waits (at most 10 s) until `sig`, sent to `child`, is no longer pending (Linux's
+/// `/proc/PID/status`, `ShdPnd`): it was delivered, so a second one cannot merge with it.
+fn wait_delivered(child: &Child, sig: libc::c_int) {
+    let start = Instant::now();
+    let bit = 1u64 << (sig - 1);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        let pending = status.ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("ShdPnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        });
+        if pending.is_none_or(|p| p & bit == 0) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "signal {sig} still pending"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Runs `args` to the end and returns its log.
 fn uninterrupted(args: &[String], out: &Path) -> Vec<(u64, f64)> {
     let mut child = spawn(args);
@@ -171,7 +194,8 @@ fn a_second_signal_exits_at_once_and_the_checkpoints_stay_loadable() {
     let mut child = spawn(&args);
     wait_for_steps(&mut child, &out, 5);
     signal(&child, libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(2));
+    // Two SIGINTs pending at once are delivered as one: send the second once the first is in.
+    wait_delivered(&child, libc::SIGINT);
     signal(&child, libc::SIGINT);
     let status = wait(&mut child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(130), "{status:?}");

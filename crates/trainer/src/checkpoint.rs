@@ -103,9 +103,12 @@ pub fn save<B: burn::tensor::backend::AutodiffBackend>(
     // frees what it wrote.
     let placed = write_folder(&tmp, model, optimizer, state, tokenizer).and_then(|()| {
         if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+            let aside = set_aside(&final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+            std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
+            let _ = std::fs::remove_dir_all(aside);
+        } else {
+            std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
         }
-        std::fs::rename(&tmp, &final_dir).map_err(|e| DataError::io(&final_dir, e))?;
         Ok(())
     });
     if let Err(e) = placed {
@@ -116,10 +119,28 @@ pub fn save<B: burn::tensor::backend::AutodiffBackend>(
     let all = list(dir);
     if all.len() > keep.max(1) {
         for (_, old) in &all[..all.len() - keep.max(1)] {
-            let _ = std::fs::remove_dir_all(old);
+            if let Ok(aside) = set_aside(old) {
+                let _ = std::fs::remove_dir_all(aside);
+            }
         }
     }
     Ok(final_dir)
+}
+
+/// Renames the checkpoint folder `dir` to a partial name before it is deleted, so that a run
+/// killed while deleting it leaves no half-deleted folder under a checkpoint's name (the
+/// partial one goes at the next [`remove_partial`]).
+fn set_aside(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    if !dir.is_dir() {
+        return Err(std::io::Error::other(
+            "is in the way and is not a checkpoint folder",
+        ));
+    }
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = dir.with_file_name(format!("{PARTIAL}old-{name}"));
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::rename(dir, &aside)?;
+    Ok(aside)
 }
 
 /// The prefix of a checkpoint folder being written.
