@@ -296,8 +296,12 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     Ok(c)
 }
 
-/// Trains and returns the summary (used by `strata train` and the demo).
-pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Summary> {
+/// Trains as `cluster`'s node (from [`crate::nodes::cluster`]) and returns the summary.
+pub fn run_training(
+    args: &TrainArgs,
+    cluster: trainer::cluster::Cluster,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
     if let Some(t) = args.time_limit {
         if t.is_nan() || t <= 0.0 {
             bail!("--time-limit must be positive (got {t})");
@@ -321,7 +325,6 @@ pub fn run_training(args: &TrainArgs, observer: &mut dyn Observer) -> Result<Sum
         inner: observer,
         dog: dog.as_ref(),
     };
-    let cluster = crate::nodes::cluster(&args.cluster)?;
     // A resumed run uses its saved settings; the model named must be the run's.
     let start = if args.resume {
         if let Some(name) = &args.model {
@@ -392,10 +395,11 @@ impl Job for TrainRun<'_> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let cluster = crate::nodes::cluster(&args.cluster)?;
+    let follower = cluster.rank > 0;
     let mut progress = Progress::new();
-    let summary = run_training(&args, &mut progress)?;
+    let summary = run_training(&args, cluster, &mut progress)?;
     progress.finish();
-    let follower = crate::nodes::cluster(&args.cluster)?.rank > 0;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if follower {

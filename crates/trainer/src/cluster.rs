@@ -95,6 +95,14 @@ pub fn split_host_port(address: &str) -> Result<(String, u16), TrainError> {
     Ok((host.to_string(), port))
 }
 
+/// burn's WebSocket address of `host` (an IPv6 address in brackets) and `port`.
+fn ws_url(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("ws://[{host}]:{port}"),
+        false => format!("ws://{host}:{port}"),
+    }
+}
+
 impl Cluster {
     /// One node: no coordinator, no waits.
     pub fn single() -> Self {
@@ -160,12 +168,7 @@ impl Cluster {
             Some(h) => h.clone(),
             None => self.route_to_coordinator()?,
         };
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        Ok(format!("ws://{host}:{}", self.data_port()?))
+        Ok(ws_url(&host, self.data_port()?))
     }
 
     /// This machine's address on the route to the coordinator (no packet is sent).
@@ -207,18 +210,22 @@ impl Cluster {
             return Ok(config);
         }
         let (host, port) = split_host_port(&self.coordinator)?;
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        let coordinator = format!("ws://{host}:{port}");
+        let coordinator = ws_url(&host, port);
         Ok(config
             .with_num_nodes(self.nodes as u32)
             .with_global_address(coordinator.parse().expect("any string parses"))
             .with_node_address(self.node_address()?.parse().expect("any string parses"))
             .with_data_service_port(self.data_port()?)
             .with_global_all_reduce_strategy(AllReduceStrategy::Ring))
+    }
+
+    /// The coordinator this process serves: node 0's of a multi-node run, unless one runs
+    /// already ([`Cluster::start_coordinator`] false).
+    pub(crate) fn serve_coordinator(&self) -> Result<Option<Coordinator>, TrainError> {
+        if !(self.is_multi() && self.rank == 0 && self.start_coordinator) {
+            return Ok(None);
+        }
+        spawn_coordinator(split_host_port(&self.coordinator)?.1).map(Some)
     }
 
     /// The watchdog of this node's waits (none for a single node).
@@ -237,6 +244,32 @@ pub(crate) fn agreement(config: &crate::run_config::TrainConfig, step: u64, para
     let mut text = serde_json::to_string(&shared).expect("plain config");
     text.push_str(&format!("|{step}|{params}"));
     crate::shard::fnv1a(text.as_bytes())
+}
+
+/// A collective operation's failure as a training error.
+pub(crate) fn collective_error(e: burn::collective::CollectiveError) -> TrainError {
+    TrainError::Collective(describe(&e))
+}
+
+/// Registers replica `rank` on `device` with burn's collective (and, over several nodes, with
+/// the coordinator), the wait watched.
+pub(crate) fn register<B: burn::tensor::backend::Backend>(
+    rank: usize,
+    device: &B::Device,
+    config: CollectiveConfig,
+    watch: &Option<Watchdog>,
+) -> Result<(), TrainError> {
+    let _armed = arm(watch, || "registering with the coordinator".into());
+    burn::collective::register::<B>(rank.into(), device.clone(), config).map_err(collective_error)
+}
+
+/// Unregisters replica `rank` (the last of a node leaves the coordinator), the wait watched.
+pub(crate) fn finish<B: burn::tensor::backend::Backend>(
+    rank: usize,
+    watch: &Option<Watchdog>,
+) -> Result<(), TrainError> {
+    let _armed = arm(watch, || "leaving the collective".into());
+    burn::collective::finish_collective::<B>(rank.into()).map_err(collective_error)
 }
 
 /// burn's collective error in words.

@@ -8,12 +8,8 @@ use burn::collective::{self, PeerId, ReduceOperation};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::cluster::{arm, spawn_coordinator, split_host_port, Cluster};
+use crate::cluster::{arm, collective_error, finish, register, Cluster};
 use crate::error::TrainError;
-
-fn collective_error(e: collective::CollectiveError) -> TrainError {
-    TrainError::Collective(format!("{e:?}"))
-}
 
 /// Seconds of each of `repeats` all-reduces of `floats` values (after one untimed warm-up),
 /// measured on this node: from the call to the reduced buffer being back on the device. The
@@ -40,18 +36,11 @@ pub fn time_all_reduce<B: Backend>(
             ),
         });
     }
-    let coordinator = match cluster.rank == 0 && cluster.start_coordinator {
-        true => Some(spawn_coordinator(split_host_port(&cluster.coordinator)?.1)?),
-        false => None,
-    };
+    let coordinator = cluster.serve_coordinator()?;
     let watch = cluster.watchdog();
     let me = PeerId::from(cluster.rank);
     collective::reset_collective::<B>();
-    {
-        let _armed = arm(&watch, || "registering with the coordinator".into());
-        collective::register::<B>(me, device.clone(), cluster.collective_config(1)?)
-            .map_err(collective_error)?;
-    }
+    register::<B>(cluster.rank, device, cluster.collective_config(1)?, &watch)?;
     let buffer = Tensor::<B, 1>::ones([floats], device).mul_scalar((cluster.rank + 1) as f64);
     let mut seconds = Vec::with_capacity(repeats);
     let mut check = 0.0;
@@ -76,10 +65,7 @@ pub fn time_all_reduce<B: Backend>(
             seconds.push(start.elapsed().as_secs_f64());
         }
     }
-    {
-        let _armed = arm(&watch, || "leaving the collective".into());
-        collective::finish_collective::<B>(me).map_err(collective_error)?;
-    }
+    finish::<B>(cluster.rank, &watch)?;
     if let Some(c) = coordinator {
         c.wait_idle(cluster.timeout);
     }

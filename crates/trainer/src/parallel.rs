@@ -28,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
-use crate::cluster::{arm, Watchdog};
+use crate::cluster::{arm, collective_error, Watchdog};
 use crate::error::{panic_message, TrainError};
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
@@ -88,10 +88,6 @@ pub(crate) struct Replica<B: AutodiffBackend> {
     pub scaler: Option<LossScaler>,
     /// Watches the waits on other nodes (multi-node runs).
     pub watch: Option<Watchdog>,
-}
-
-pub(crate) fn collective_error(e: collective::CollectiveError) -> TrainError {
-    TrainError::Collective(crate::cluster::describe(&e))
 }
 
 impl<B: AutodiffBackend> Replica<B> {

@@ -6,15 +6,15 @@
 use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 
-use burn::collective::{self, CollectiveConfig, PeerId};
+use burn::collective;
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::cluster::{arm, Cluster, Watchdog};
+use crate::cluster::{finish, register, Cluster, Watchdog};
 use crate::error::TrainError;
 use crate::loader::WindowLoader;
 use crate::optim::AdamW;
-use crate::parallel::{collective_error, Replica, StepContext};
+use crate::parallel::{Replica, StepContext};
 
 /// The replicas on devices 1.. of a data-parallel run, each on its own thread.
 pub(crate) struct Peers {
@@ -23,22 +23,6 @@ pub(crate) struct Peers {
     /// The first device's global rank, when there is a collective (several replicas).
     rank: Option<usize>,
     watch: Option<Watchdog>,
-}
-
-fn register<B: AutodiffBackend>(
-    rank: usize,
-    device: &B::Device,
-    config: CollectiveConfig,
-    watch: &Option<Watchdog>,
-) -> Result<(), TrainError> {
-    let _armed = arm(watch, || "registering with the coordinator".into());
-    collective::register::<B::InnerBackend>(PeerId::from(rank), device.clone(), config)
-        .map_err(collective_error)
-}
-
-fn finish<B: AutodiffBackend>(rank: usize, watch: &Option<Watchdog>) -> Result<(), TrainError> {
-    let _armed = arm(watch, || "leaving the collective".into());
-    collective::finish_collective::<B::InnerBackend>(PeerId::from(rank)).map_err(collective_error)
 }
 
 impl Peers {
@@ -86,16 +70,16 @@ impl Peers {
             let config = config.clone();
             peers.steps.push(send);
             peers.handles.push(std::thread::spawn(move || {
-                register::<B>(rank, &replica.device, config, &replica.watch)?;
+                register::<B::InnerBackend>(rank, &replica.device, config, &replica.watch)?;
                 replica.check_agreement(agreed)?;
                 let mut replica = replica;
                 while let Ok(step) = receive.recv() {
                     (replica, _) = replica.step(step, &ctx, false)?;
                 }
-                finish::<B>(rank, &replica.watch)
+                finish::<B::InnerBackend>(rank, &replica.watch)
             }));
         }
-        register::<B>(first.rank, &first.device, config, &first.watch)?;
+        register::<B::InnerBackend>(first.rank, &first.device, config, &first.watch)?;
         peers.rank = Some(first.rank);
         if let Err(e) = first.check_agreement(agreed) {
             return Err(peers.abort(e));
@@ -141,7 +125,7 @@ impl Peers {
             return Ok(());
         };
         drop(self.steps);
-        let mut first_error = finish::<B>(rank, &self.watch).err();
+        let mut first_error = finish::<B::InnerBackend>(rank, &self.watch).err();
         for h in self.handles {
             let result = h.join().unwrap_or(Err(TrainError::PeerGone("panicked")));
             if let Err(e) = result {

@@ -17,7 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use transformer::{accounting, Transformer};
 
 use crate::checkpoint::{self, TrainState};
-use crate::cluster::{agreement, spawn_coordinator, split_host_port, Cluster};
+use crate::cluster::{agreement, Cluster};
 use crate::data::Manifest;
 use crate::error::TrainError;
 use crate::memory::check_memory;
@@ -315,10 +315,7 @@ pub fn train_nodes<B: AutodiffBackend>(
     };
     let resume_optimizer = resumed.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
     // Node 0 serves the coordinator unless one runs already; it lives until the others leave.
-    let coordinator = match cluster.is_multi() && lead && cluster.start_coordinator {
-        true => Some(spawn_coordinator(split_host_port(&cluster.coordinator)?.1)?),
-        false => None,
-    };
+    let coordinator = cluster.serve_coordinator()?;
     let peers = Peers::start(
         &replica,
         devices,
