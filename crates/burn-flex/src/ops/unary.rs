@@ -55,8 +55,8 @@ where
 /// Apply a unary operation element-wise to a tensor.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -72,18 +72,16 @@ where
 /// Generic unary operation for any element type.
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
-    E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    E: burn_backend::Element + bytemuck::Pod + Send + Sync,
+    Op: Fn(E) -> E + Send + Sync,
 {
     let n = tensor.layout().num_elements();
 
-    // In-place fast path: unique, contiguous tensor at offset 0
+    // In-place fast path: unique, contiguous tensor at offset 0 (strata: chunks in parallel)
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        crate::par::map_inplace(&mut storage[..n], op);
         return tensor;
     }
 
@@ -98,7 +96,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let result: Vec<E> = crate::par::map_collect(src, op);
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
@@ -121,7 +119,7 @@ where
     let result = match &blocks {
         // Single contiguous block (with offset)
         StridedBlocks::Single { start, len } => {
-            src[*start..*start + *len].iter().map(|&x| op(x)).collect()
+            crate::par::map_collect(&src[*start..*start + *len], op)
         }
         // Strided: iterate over contiguous blocks
         StridedBlocks::Multiple {
@@ -163,6 +161,28 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
+    // strata: f32 through the vectorised exp (in place when the buffer is ours).
+    if tensor.dtype() == DType::F32 {
+        let n = tensor.layout().num_elements();
+        let whole = tensor.layout().is_contiguous()
+            && tensor.layout().start_offset() == 0
+            && tensor.storage::<f32>().len() == n;
+        let mut tensor = if whole {
+            tensor
+        } else {
+            tensor.to_contiguous()
+        };
+        if tensor.is_unique() {
+            crate::par::exp_inplace(&mut tensor.storage_mut::<f32>()[..n]);
+            return tensor;
+        }
+        let out = crate::par::exp_collect(&tensor.storage::<f32>()[..n]);
+        return FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(tensor.layout().shape().clone()),
+            DType::F32,
+        );
+    }
     unary_op(tensor, |x| x.exp(), |x| x.exp())
 }
 
