@@ -7,7 +7,8 @@ use transformer::Transformer;
 
 use crate::error::TrainError;
 use crate::loader::WindowLoader;
-use crate::step::{batch_tensors, check_ids, cross_entropy};
+use crate::loss::cross_entropy;
+use crate::step::{batch_tensors, check_ids};
 
 /// Validation result.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]

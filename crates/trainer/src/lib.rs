@@ -16,6 +16,7 @@ mod error;
 mod eval;
 mod flat;
 pub mod loader;
+mod loss;
 mod memory;
 pub mod metrics;
 pub mod optim;

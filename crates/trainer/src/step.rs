@@ -5,34 +5,14 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use transformer::Transformer;
 
 use crate::error::{DataError, TrainError};
 use crate::loader::Cursor;
+use crate::loss::head_cross_entropy;
 use crate::optim::{clip_scale, global_grad_norm, AdamW};
 use crate::precision::Precision;
-
-/// Mean cross-entropy (nats per token) of `logits` against `targets`; half-precision logits
-/// are converted to f32 first.
-///
-/// # Shapes
-/// - logits: `[batch, seq, vocab]`, targets: `[batch, seq]` -> `[1]`
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-    let [b, t, v] = logits.dims();
-    let logits = match logits.dtype() {
-        DType::F16 | DType::BF16 => logits.cast(DType::F32),
-        _ => logits,
-    };
-    // mean(logsumexp(x) - x[target]), with the row maximum as a constant shift (logsumexp does
-    // not depend on it): the backward pass reuses the saved exponentials instead of taking the
-    // exponential of the log-probabilities again, as log_softmax's backward does.
-    let x = logits.reshape([b * t, v]);
-    let max = x.clone().detach().max_dim(1);
-    let lse = (x.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let picked = x.gather(1, targets.reshape([b * t, 1]));
-    (lse - picked).mean()
-}
 
 /// Refuses windows holding a token id the model's embedding cannot index (a data file that
 /// changed after it was checked): an error naming the id, never an out-of-bounds lookup. One
@@ -118,8 +98,15 @@ pub(crate) fn loss_of<B: AutodiffBackend>(
     target: Tensor<B, 2, Int>,
     compute: Compute,
 ) -> Result<Tensor<B, 1>, TrainError> {
-    let logits = compute.precision.apply(model.clone()).forward(input)?;
-    Ok(cross_entropy(logits, target))
+    let model = compute.precision.apply(model.clone());
+    let hidden = model.hidden(input)?;
+    let (weight, bias) = model.output_head();
+    Ok(head_cross_entropy(
+        hidden,
+        weight,
+        bias,
+        target.flatten(0, 1),
+    ))
 }
 
 /// What [`apply_update`] did.

@@ -31,12 +31,13 @@ use crate::run_dir::{claim_fresh, find_resume};
 use crate::shard::write_atomic;
 
 pub use crate::eval::{evaluate, EvalResult};
+pub use crate::loss::{cross_entropy, head_cross_entropy};
 pub use crate::memory::MemoryLimit;
 pub use crate::report::{Event, Observer, Quiet, Summary};
 pub use crate::run_config::{Budget, TrainConfig};
 pub use crate::run_dir::{check_run_model, read_run_config, RunDir};
 pub use crate::step::{
-    apply_update, batch_tensors, check_ids, cross_entropy, micro_step, step_seed, Compute, Update,
+    apply_update, batch_tensors, check_ids, micro_step, step_seed, Compute, Update,
 };
 
 /// Where a run starts.

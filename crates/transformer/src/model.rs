@@ -314,14 +314,55 @@ impl<B: Backend> Transformer<B> {
         Ok(())
     }
 
+    /// The final hidden states of a full causal forward (after the final norm): what the output
+    /// head multiplies. `forward` is `hidden` followed by [`Transformer::output_head`]; a loss
+    /// that fuses the head's product with itself (the trainer's) starts here.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` -> `[batch * seq, d_model]`
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>) -> Result<Tensor<B, 2>, ModelError> {
+        let [_, t] = tokens.dims();
+        self.check(t, 0)?;
+        Ok(self.trunk(tokens, 0, None))
+    }
+
+    /// The output head as a `[d_model, vocab_size]` matrix (the token embedding's transpose
+    /// when tied) and its bias: logits are `hidden · weight + bias`.
+    pub fn output_head(&self) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
+        let weight = match &self.head {
+            Some(head) => head.val(),
+            None => self.tok_emb.val().transpose(),
+        };
+        (weight, self.head_bias.as_ref().map(|b| b.val()))
+    }
+
     fn run(
         &self,
         tokens: Tensor<B, 2, Int>,
         offset: usize,
-        mut cache: Option<&mut Vec<LayerCache<B>>>,
+        cache: Option<&mut Vec<LayerCache<B>>>,
     ) -> Tensor<B, 3> {
         let [b, t] = tokens.dims();
-        let (d, v) = (self.config.d_model, self.config.vocab_size);
+        let v = self.config.vocab_size;
+        let x = self.trunk(tokens, offset, cache);
+        let (weight, bias) = self.output_head();
+        let logits = x.matmul(weight);
+        let logits = match bias {
+            Some(bias) => logits + bias.unsqueeze::<2>(),
+            None => logits,
+        };
+        logits.reshape([b, t, v])
+    }
+
+    /// Embedding, blocks and final norm: `[batch * seq, d_model]`.
+    fn trunk(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        offset: usize,
+        mut cache: Option<&mut Vec<LayerCache<B>>>,
+    ) -> Tensor<B, 2> {
+        let [b, t] = tokens.dims();
+        let d = self.config.d_model;
         let mut x = burn::tensor::module::embedding(self.tok_emb.val(), tokens);
         if let Some(pos) = &self.pos_emb {
             x = x + pos.val().narrow(0, offset, t).reshape([1, t, d]);
@@ -334,16 +375,7 @@ impl<B: Backend> Transformer<B> {
         if let Some(norm) = &self.final_norm {
             x = norm.forward(x);
         }
-        let x = x.reshape([b * t, d]);
-        let logits = match &self.head {
-            Some(head) => x.matmul(head.val()),
-            None => x.matmul(self.tok_emb.val().transpose()),
-        };
-        let logits = match &self.head_bias {
-            Some(bias) => logits + bias.val().unsqueeze::<2>(),
-            None => logits,
-        };
-        logits.reshape([b, t, v])
+        x.reshape([b * t, d])
     }
 
     fn linears_mut(&mut self) -> Vec<&mut SelfGuided<B>> {

@@ -401,11 +401,24 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    let tensor_data: &[E] = tensor.storage();
     let indices_data = read_indices(&indices);
     let value_data: &[E] = value.storage();
 
-    let mut result: Vec<E> = tensor_data.to_vec();
+    // strata: add into the tensor's own buffer when nothing else holds it (the gradient of a
+    // gather scatters a few values into a large zero tensor); copy it otherwise.
+    let mut tensor = tensor;
+    let n = tensor_shape.num_elements();
+    let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
+    let mut copy: Vec<E> = if in_place {
+        Vec::new()
+    } else {
+        tensor.storage::<E>()[..n].to_vec()
+    };
+    let result: &mut [E] = if in_place {
+        &mut tensor.storage_mut::<E>()[..n]
+    } else {
+        &mut copy
+    };
 
     let tensor_strides: Vec<usize> = compute_strides(&tensor_shape);
     let indices_strides: Vec<usize> = compute_strides(indices_shape);
@@ -415,7 +428,7 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
     // Use specialized 2D implementation
     if ndims == 2 {
         scatter_add_2d(
-            &mut result,
+            result,
             &indices_data,
             value_data,
             tensor_shape[0],
@@ -443,7 +456,10 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    let bytes = Bytes::from_elems(result);
+    if in_place {
+        return tensor;
+    }
+    let bytes = Bytes::from_elems(copy);
     FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype())
 }
 
