@@ -48,9 +48,15 @@ pub trait Job {
 }
 
 /// Runs `job` on the backend `kind` names.
-pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> Result<J::Output> {
+pub fn dispatch<J: Job + Send>(kind: BackendKind, job: J) -> Result<J::Output>
+where
+    J::Output: Send,
+{
     match kind {
-        BackendKind::Cpu => job.run::<burn::backend::Flex>(Default::default()),
+        // On a rayon worker, so that burn-flex's parallel operations split their work with the
+        // other workers instead of handing it over and sleeping until it is done (a context
+        // switch or two per operation, thousands per step).
+        BackendKind::Cpu => rayon::scope(|_| job.run::<burn::backend::Flex>(Default::default())),
         BackendKind::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
         BackendKind::Wgpu => wgpu(job),
         BackendKind::Cuda => cuda(job),

@@ -89,7 +89,7 @@ fn main() {
         Command::Convert(args) => interop::convert(args),
         Command::Export { command } => interop::export(command),
         Command::Coordinator(args) => nodes::coordinator(args),
-        Command::Bench { command } => rayon::scope(|_| bench::run(command)),
+        Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&format!("{e:#}")));

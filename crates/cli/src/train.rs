@@ -300,7 +300,7 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
 pub fn run_training(
     args: &TrainArgs,
     cluster: trainer::cluster::Cluster,
-    observer: &mut dyn Observer,
+    observer: &mut (dyn Observer + Send),
 ) -> Result<Summary> {
     if let Some(t) = args.time_limit {
         if t.is_nan() || t <= 0.0 {
@@ -376,7 +376,7 @@ struct TrainRun<'a> {
     devices: usize,
     share_device: bool,
     cluster: trainer::cluster::Cluster,
-    observer: &'a mut dyn Observer,
+    observer: &'a mut (dyn Observer + Send),
 }
 
 impl Job for TrainRun<'_> {

@@ -68,7 +68,7 @@ impl Drop for Watchdog {
 /// An observer that feeds the watchdog on every event before passing it on.
 pub struct Watched<'a> {
     /// The observer the events go to.
-    pub inner: &'a mut dyn Observer,
+    pub inner: &'a mut (dyn Observer + Send),
     /// The watchdog fed.
     pub dog: Option<&'a Watchdog>,
 }
