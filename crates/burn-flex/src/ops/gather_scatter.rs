@@ -368,7 +368,10 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
     indices: FlexTensor,
     value: FlexTensor,
 ) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
+    // strata: rebinding (not shadowing) drops the caller's handle, so a contiguous tensor stays
+    // uniquely held and is added into in place below.
+    let mut tensor = tensor;
+    tensor = tensor.to_contiguous();
     let indices = indices.to_contiguous();
     let value = value.to_contiguous();
 
@@ -406,7 +409,6 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
 
     // strata: add into the tensor's own buffer when nothing else holds it (the gradient of a
     // gather scatters a few values into a large zero tensor); copy it otherwise.
-    let mut tensor = tensor;
     let n = tensor_shape.num_elements();
     let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
     let mut copy: Vec<E> = if in_place {
