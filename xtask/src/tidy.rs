@@ -24,7 +24,12 @@ mod tests {
             if path.is_dir() {
                 if !matches!(
                     name.as_str(),
-                    "target" | "cubek-matmul" | "burn-collective" | "burn-flex" | "burn-autodiff" | ".git"
+                    "target"
+                        | "cubek-matmul"
+                        | "burn-collective"
+                        | "burn-flex"
+                        | "burn-autodiff"
+                        | ".git"
                 ) {
                     files(&path, extensions, out);
                 }

@@ -42,6 +42,8 @@ mod fault_tests;
 #[cfg(test)]
 mod parse_tests;
 #[cfg(test)]
+mod patch_tests;
+#[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,46 @@ impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodi
         }
     }
 
+    // strata patch: softmax as one node with its own backward pass. The release has no
+    // override, so under autodiff softmax was its default decomposition (max, sub, exp, sum,
+    // div): five nodes, an exp recomputed in the backward pass, and a division's two-sided
+    // gradient. Here the forward is the backend's softmax (a fused kernel where it has one) and
+    // the backward is dx = y * (g - sum(g * y)), from the saved output y.
+    fn softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Softmax;
+
+        impl<B: Backend> Backward<B, 1> for Softmax {
+            type State = (B::FloatTensorPrimitive, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (output, dim) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    let grad_output = B::float_mul(grad, output.clone());
+                    let sum = B::float_sum_dim(grad_output.clone(), dim);
+                    B::float_sub(grad_output, B::float_mul(output, sum))
+                });
+            }
+        }
+
+        match Softmax
+            .prepare::<C>([tensor.node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::softmax(tensor.primitive, dim);
+                prep.finish((output.clone(), dim), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::softmax(tensor.primitive, dim)),
+        }
+    }
+
     fn relu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Relu;

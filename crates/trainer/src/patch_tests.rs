@@ -1,0 +1,132 @@
+//! Tests that the patched backend crates (`crates/burn-flex`, `crates/burn-autodiff`, see their
+//! STRATA-PATCH.md) compute what the released ones do: the one-node softmax against its
+//! decomposition in value and gradient, and burn-flex's parallel elementwise paths, vectorised
+//! exp and in-place scatter against burn-ndarray in f64.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{activation::softmax, IndexingUpdateOp, Int, Tensor, TensorData};
+use test_support::backend::Cpu64;
+
+fn values<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f64> {
+    x.into_data().convert::<f64>().to_vec().unwrap()
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "element {i}: {x} vs {y}"
+        );
+    }
+}
+
+/// Softmax along `dim` of a seeded input with masked (-inf) entries, and the gradient of a
+/// weighted sum of it, by burn's softmax (the patched node) and by its decomposition.
+fn softmax_both<B: AutodiffBackend>(dim: usize) -> [Vec<f64>; 2] {
+    let device = Default::default();
+    let shape = [3, 40, 37];
+    // Host data (the same on every backend): a spread of values, some masked to -inf, none in
+    // the first row and column of each matrix so that every softmax row has a finite entry.
+    let mut state = 12_345u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut xs = Vec::new();
+    let mut ws = Vec::new();
+    for i in 0..3 * 40 * 37 {
+        let (r, c) = ((i / 37) % 40, i % 37);
+        let masked = next() < 0.2 && r > 0 && c > 0;
+        xs.push(if masked {
+            f64::NEG_INFINITY
+        } else {
+            next() * 12.0 - 6.0
+        });
+        ws.push(next() * 2.0 - 1.0);
+    }
+    let x = Tensor::<B, 3>::from_data(TensorData::new(xs, shape), &device);
+    let weights = Tensor::<B, 3>::from_data(TensorData::new(ws, shape), &device);
+    let run = |patched: bool| {
+        let x = x.clone().require_grad();
+        let y = if patched {
+            softmax(x.clone(), dim)
+        } else {
+            let max = x.clone().detach().max_dim(dim);
+            let e = (x.clone() - max).exp();
+            e.clone() / e.sum_dim(dim)
+        };
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        let mut out = values(y);
+        out.extend(values(x.grad(&grads).unwrap()));
+        out
+    };
+    [run(true), run(false)]
+}
+
+#[test]
+fn the_one_node_softmax_equals_its_decomposition_in_value_and_gradient() {
+    for dim in [2, 1] {
+        let [patched, plain] = softmax_both::<Autodiff<Cpu64>>(dim);
+        assert_close(&patched, &plain, 1e-12);
+        let [patched, plain] = softmax_both::<Autodiff<Flex>>(dim);
+        assert_close(&patched, &plain, 1e-5);
+        let [flex, _] = softmax_both::<Autodiff<Flex>>(dim);
+        let [reference, _] = softmax_both::<Autodiff<Cpu64>>(dim);
+        assert_close(&flex, &reference, 1e-5);
+    }
+}
+
+/// Elementwise operations large enough to run in parallel chunks (and a small one that does
+/// not), exp over the whole float range, and scatter-add, on burn-flex (f32) against
+/// burn-ndarray (f64).
+fn elementwise<B: Backend>(n: usize) -> Vec<f64> {
+    let device = Default::default();
+    let data: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 2003) as f64 / 32.0 - 31.0)
+        .collect();
+    let x = Tensor::<B, 1>::from_data(TensorData::new(data, [n]), &device);
+    let rows = Tensor::<B, 2>::from_data(
+        TensorData::new(
+            (0..n).map(|i| (i % 97) as f64).collect::<Vec<_>>(),
+            [n / 50, 50],
+        ),
+        &device,
+    );
+    let row = Tensor::<B, 1>::from_data(
+        TensorData::new((0..50).map(|i| i as f64 * 0.5).collect::<Vec<_>>(), [50]),
+        &device,
+    );
+    let mut out = values(x.clone().exp());
+    out.extend(values(x.clone().div_scalar(8.0).exp()));
+    out.extend(values(burn::tensor::activation::sigmoid(
+        x.clone().div_scalar(10.0),
+    )));
+    out.extend(values(x.clone() * x.clone().add_scalar(1.0)));
+    out.extend(values(x.clone().mul_scalar(3.0).sub_scalar(1.0)));
+    out.extend(values(rows.clone() + row.clone().unsqueeze::<2>()));
+    out.extend(values(rows.clone() * rows.clone().sum_dim(1)));
+    let zeros = Tensor::<B, 2>::zeros([n / 50, 50], &device);
+    let ids: Vec<i64> = (0..(n / 50) as i64).map(|i| (i * 13) % 50).collect();
+    let idx = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n / 50, 1]), &device);
+    out.extend(values(zeros.scatter(
+        1,
+        idx,
+        Tensor::ones([n / 50, 1], &device),
+        IndexingUpdateOp::Add,
+    )));
+    out
+}
+
+#[test]
+fn burn_flex_elementwise_paths_match_f64() {
+    for n in [1_000, 200_000] {
+        let flex = elementwise::<Flex>(n);
+        let reference = elementwise::<Cpu64>(n);
+        // Inputs exact in f32 (multiples of 1/32): only the operations round.
+        assert_close(&flex, &reference, 1e-6);
+    }
+}
