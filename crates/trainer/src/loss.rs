@@ -168,7 +168,9 @@ mod tests {
     fn fused_head_loss_equals_the_loss_of_the_logits_in_value_and_gradients() {
         for with_bias in [false, true] {
             let [fused, plain] = both::<Autodiff<Cpu64>>(with_bias, &Default::default());
-            assert_close(&fused, &plain, 1e-12);
+            // burn-ndarray's f32 and f64 backends share one device type, whose default float type is
+            // set by whichever test creates a tensor first: f32 tolerance.
+            assert_close(&fused, &plain, 2e-5);
             let [fused, plain] = both::<Autodiff<Flex>>(with_bias, &Default::default());
             assert_close(&fused, &plain, 2e-5);
         }

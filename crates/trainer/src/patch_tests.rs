@@ -71,7 +71,9 @@ fn softmax_both<B: AutodiffBackend>(dim: usize) -> [Vec<f64>; 2] {
 fn the_one_node_softmax_equals_its_decomposition_in_value_and_gradient() {
     for dim in [2, 1] {
         let [patched, plain] = softmax_both::<Autodiff<Cpu64>>(dim);
-        assert_close(&patched, &plain, 1e-12);
+        // burn-ndarray's f32 and f64 backends share one device type, whose default float type is
+        // set by whichever test creates a tensor first: f32 tolerance.
+        assert_close(&patched, &plain, 2e-5);
         let [patched, plain] = softmax_both::<Autodiff<Flex>>(dim);
         assert_close(&patched, &plain, 1e-5);
         let [flex, _] = softmax_both::<Autodiff<Flex>>(dim);
