@@ -86,23 +86,32 @@ pub fn map_inplace<E: Copy + Send>(dst: &mut [E], op: impl Fn(E) -> E + Sync + S
     });
 }
 
+/// A vector of `n` elements, each chunk of it written by `fill(start, chunk)` (in parallel when
+/// large enough); `fill` must write every slot of its chunk.
+#[inline]
+fn collect_chunks<R: Copy + Send>(
+    n: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<R>]) + Sync + Send,
+) -> alloc::vec::Vec<R> {
+    let mut out: alloc::vec::Vec<R> = alloc::vec::Vec::with_capacity(n);
+    for_each_chunk_mut(&mut out.spare_capacity_mut()[..n], fill);
+    // SAFETY: `fill` wrote every one of the first `n` slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// `src.map(op).collect()`, written in chunks in parallel when large enough.
 #[inline]
 pub fn map_collect<E: Copy + Sync, R: Copy + Send>(
     src: &[E],
     op: impl Fn(E) -> R + Sync + Send,
 ) -> alloc::vec::Vec<R> {
-    let n = src.len();
-    let mut out: alloc::vec::Vec<R> = alloc::vec::Vec::with_capacity(n);
-    for_each_chunk_mut(&mut out.spare_capacity_mut()[..n], |start, chunk| {
+    collect_chunks(src.len(), |start, chunk| {
         let src = &src[start..start + chunk.len()];
         for (o, &x) in chunk.iter_mut().zip(src) {
             *o = MaybeUninit::new(op(x));
         }
-    });
-    // SAFETY: every one of the first `n` slots was written above.
-    unsafe { out.set_len(n) };
-    out
+    })
 }
 
 /// `dst[i] = op(dst[i], rhs[i])`; `rhs` is at least as long as `dst`.
@@ -127,17 +136,12 @@ pub fn zip_collect<E: Copy + Sync, R: Copy + Send>(
     rhs: &[E],
     op: impl Fn(E, E) -> R + Sync + Send,
 ) -> alloc::vec::Vec<R> {
-    let n = lhs.len().min(rhs.len());
-    let mut out: alloc::vec::Vec<R> = alloc::vec::Vec::with_capacity(n);
-    for_each_chunk_mut(&mut out.spare_capacity_mut()[..n], |start, chunk| {
+    collect_chunks(lhs.len().min(rhs.len()), |start, chunk| {
         let end = start + chunk.len();
         for ((o, &a), &b) in chunk.iter_mut().zip(&lhs[start..end]).zip(&rhs[start..end]) {
             *o = MaybeUninit::new(op(a, b));
         }
-    });
-    // SAFETY: every one of the first `n` slots was written above.
-    unsafe { out.set_len(n) };
-    out
+    })
 }
 
 // ============================================================================
@@ -153,8 +157,8 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 const ROUND: f32 = 12_582_912.0;
 
 /// e^x in single precision, branch-free (vectorises inside loops). Inputs above ~88.72 give
-/// +inf, below ~-103.97 give 0 (subnormal results in between are flushed through the
-/// two-step scaling), NaN gives NaN.
+/// +inf, below ~-103.97 give 0 (subnormal results in between are kept: 2^n is applied as two
+/// factors), NaN gives NaN.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(EXP_LO, EXP_HI);
@@ -218,9 +222,7 @@ pub fn exp_inplace(xs: &mut [f32]) {
 
 /// `src.map(e^x).collect()`, in parallel chunks when large enough.
 pub fn exp_collect(src: &[f32]) -> alloc::vec::Vec<f32> {
-    let n = src.len();
-    let mut out: alloc::vec::Vec<f32> = alloc::vec::Vec::with_capacity(n);
-    for_each_chunk_mut(&mut out.spare_capacity_mut()[..n], |start, chunk| {
+    collect_chunks(src.len(), |start, chunk| {
         let src = &src[start..start + chunk.len()];
         for (o, &x) in chunk.iter_mut().zip(src) {
             *o = MaybeUninit::new(x);
@@ -228,10 +230,7 @@ pub fn exp_collect(src: &[f32]) -> alloc::vec::Vec<f32> {
         // SAFETY: every slot of `chunk` was written just above.
         let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
         exp_slice(chunk);
-    });
-    // SAFETY: every one of the first `n` slots was written above.
-    unsafe { out.set_len(n) };
-    out
+    })
 }
 
 #[cfg(test)]

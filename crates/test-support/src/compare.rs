@@ -53,6 +53,21 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
+/// Panics unless every `got[i]` is within `tol * (1 + |want[i]|)` of `want[i]` (relative for
+/// large values, absolute near zero), naming `what` and the first index out of tolerance: for
+/// values spanning many magnitudes (an exponential, a loss and its gradients).
+#[track_caller]
+pub fn assert_rel_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    // A NaN on either side is never close.
+    if let Some(i) = got.iter().zip(want).position(|(x, y)| {
+        let d = (x - y).abs();
+        d.is_nan() || d > tol * (1.0 + y.abs())
+    }) {
+        panic!("{what}: first at {i}: got {}, want {}", got[i], want[i]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +80,15 @@ mod tests {
         let nan = std::panic::catch_unwind(|| assert_close(&[f64::NAN], &[0.0], 1.0, "nan"));
         assert!(nan.is_err(), "NaN is never close");
         assert!((rel_err(&[3.0, 4.0], &[3.0, 0.0]) - 4.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn assert_rel_close_scales_the_tolerance_with_the_value() {
+        assert_rel_close(&[1e10 + 1.0, 0.5], &[1e10, 0.5], 1e-6, "large");
+        let far =
+            std::panic::catch_unwind(|| assert_rel_close(&[1e10 * 1.01], &[1e10], 1e-6, "far"));
+        assert!(far.is_err());
+        let nan = std::panic::catch_unwind(|| assert_rel_close(&[f64::NAN], &[0.0], 1.0, "nan"));
+        assert!(nan.is_err(), "NaN is never close");
     }
 }

@@ -18,7 +18,7 @@ pub use backend::Gpu;
 #[cfg(feature = "burn")]
 pub use backend::{copy_weights, rng_lock, seeded, Cpu, Cpu64};
 #[cfg(feature = "burn")]
-pub use compare::{assert_close, max_abs_diff, rel_err, scalar, values};
+pub use compare::{assert_close, assert_rel_close, max_abs_diff, rel_err, scalar, values};
 pub use corpus::{grammar_corpus, pattern_corpus};
 pub use model::{small_model, SMALL_MODEL};
 pub use scratch::Scratch;

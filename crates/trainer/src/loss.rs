@@ -73,7 +73,7 @@ pub fn head_cross_entropy<B: AutodiffBackend>(
         Tensor::full([n, 1], -1.0 / n as f64, &device),
         IndexingUpdateOp::Add,
     );
-    let grad = if dtype == DType::F32 {
+    let grad = if grad.dtype() == dtype {
         grad
     } else {
         grad.cast(dtype)
@@ -102,13 +102,13 @@ fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
-    use burn::tensor::{Distribution, ElementConversion, TensorData};
-    use test_support::backend::Cpu64;
+    use burn::tensor::{Distribution, TensorData};
+    use test_support::{assert_rel_close, scalar, values, Cpu64};
 
     /// Loss value and gradients of hidden, weight and bias by both losses.
     fn both<B: AutodiffBackend>(with_bias: bool, device: &B::Device) -> [Vec<f64>; 2] {
         let (n, d, v) = (24, 8, 37);
-        B::seed(device, 7);
+        let _rng = test_support::seeded::<B>(device, 7);
         let leaf = |shape: [usize; 2]| {
             Tensor::<B, 2>::random(shape, Distribution::Normal(0.0, 1.5), device).require_grad()
         };
@@ -135,33 +135,15 @@ mod tests {
                 cross_entropy(logits.reshape([1, n, v]), targets.clone().reshape([1, n]))
             };
             let grads = loss.clone().backward();
-            let mut out: Vec<f64> = loss.into_data().convert::<f64>().to_vec().unwrap();
-            for g in [hidden.grad(&grads), weight.grad(&grads)] {
-                out.extend(
-                    g.unwrap()
-                        .into_data()
-                        .convert::<f64>()
-                        .to_vec::<f64>()
-                        .unwrap(),
-                );
-            }
+            let mut out = values(loss);
+            out.extend(values(hidden.grad(&grads).unwrap()));
+            out.extend(values(weight.grad(&grads).unwrap()));
             if let Some(b) = &bias {
-                let g = b.grad(&grads).unwrap();
-                out.extend(g.into_data().convert::<f64>().to_vec::<f64>().unwrap());
+                out.extend(values(b.grad(&grads).unwrap()));
             }
             out
         };
         [run(true), run(false)]
-    }
-
-    fn assert_close(a: &[f64], b: &[f64], tol: f64) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * (1.0 + y.abs()),
-                "element {i}: {x} vs {y}"
-            );
-        }
     }
 
     #[test]
@@ -170,9 +152,9 @@ mod tests {
             let [fused, plain] = both::<Autodiff<Cpu64>>(with_bias, &Default::default());
             // burn-ndarray's f32 and f64 backends share one device type, whose default float type is
             // set by whichever test creates a tensor first: f32 tolerance.
-            assert_close(&fused, &plain, 2e-5);
+            assert_rel_close(&fused, &plain, 2e-5, "fused vs plain");
             let [fused, plain] = both::<Autodiff<Flex>>(with_bias, &Default::default());
-            assert_close(&fused, &plain, 2e-5);
+            assert_rel_close(&fused, &plain, 2e-5, "fused vs plain");
         }
     }
 
@@ -181,7 +163,7 @@ mod tests {
         let device = Default::default();
         let (n, d, v) = (16, 8, 29);
         type B = Autodiff<Flex>;
-        B::seed(&device, 3);
+        let _rng = test_support::seeded::<B>(&device, 3);
         let hidden = Tensor::<B, 2>::random([n, d], Distribution::Normal(0.0, 1.0), &device);
         let weight = Tensor::<B, 2>::random([d, v], Distribution::Normal(0.0, 1.0), &device);
         let ids: Vec<i64> = (0..n as i64).map(|i| (i * 5) % v as i64).collect();
@@ -194,7 +176,7 @@ mod tests {
             let grads = loss.backward();
             assert_eq!(h.grad(&grads).unwrap().dtype(), h.dtype());
             assert_eq!(w.grad(&grads).unwrap().dtype(), w.dtype());
-            loss.into_scalar().elem()
+            scalar(loss)
         };
         let full = value(hidden.clone(), weight.clone());
         let half = value(hidden.cast(DType::BF16), weight.cast(DType::BF16));

@@ -6,21 +6,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{activation::softmax, IndexingUpdateOp, Int, Tensor, TensorData};
-use test_support::backend::Cpu64;
-
-fn values<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f64> {
-    x.into_data().convert::<f64>().to_vec().unwrap()
-}
-
-fn assert_close(a: &[f64], b: &[f64], tol: f64) {
-    assert_eq!(a.len(), b.len());
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "element {i}: {x} vs {y}"
-        );
-    }
-}
+use test_support::{assert_rel_close, values, Cpu64};
 
 /// Softmax along `dim` of a seeded input with masked (-inf) entries, and the gradient of a
 /// weighted sum of it, by burn's softmax (the patched node) and by its decomposition.
@@ -73,12 +59,12 @@ fn the_one_node_softmax_equals_its_decomposition_in_value_and_gradient() {
         let [patched, plain] = softmax_both::<Autodiff<Cpu64>>(dim);
         // burn-ndarray's f32 and f64 backends share one device type, whose default float type is
         // set by whichever test creates a tensor first: f32 tolerance.
-        assert_close(&patched, &plain, 2e-5);
+        assert_rel_close(&patched, &plain, 2e-5, "patched vs plain");
         let [patched, plain] = softmax_both::<Autodiff<Flex>>(dim);
-        assert_close(&patched, &plain, 1e-5);
+        assert_rel_close(&patched, &plain, 1e-5, "patched vs plain");
         let [flex, _] = softmax_both::<Autodiff<Flex>>(dim);
         let [reference, _] = softmax_both::<Autodiff<Cpu64>>(dim);
-        assert_close(&flex, &reference, 1e-5);
+        assert_rel_close(&flex, &reference, 1e-5, "flex vs reference");
     }
 }
 
@@ -129,6 +115,6 @@ fn burn_flex_elementwise_paths_match_f64() {
         let flex = elementwise::<Flex>(n);
         let reference = elementwise::<Cpu64>(n);
         // Inputs exact in f32 (multiples of 1/32): only the operations round.
-        assert_close(&flex, &reference, 1e-6);
+        assert_rel_close(&flex, &reference, 1e-6, "flex vs reference");
     }
 }

@@ -163,15 +163,11 @@ where
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
     // strata: f32 through the vectorised exp (in place when the buffer is ours).
     if tensor.dtype() == DType::F32 {
+        // Rebinding (not shadowing) drops the caller's handle, so a tensor already contiguous
+        // stays uniquely held and is written in place.
+        let mut tensor = tensor;
+        tensor = tensor.to_contiguous();
         let n = tensor.layout().num_elements();
-        let whole = tensor.layout().is_contiguous()
-            && tensor.layout().start_offset() == 0
-            && tensor.storage::<f32>().len() == n;
-        let mut tensor = if whole {
-            tensor
-        } else {
-            tensor.to_contiguous()
-        };
         if tensor.is_unique() {
             crate::par::exp_inplace(&mut tensor.storage_mut::<f32>()[..n]);
             return tensor;
