@@ -100,6 +100,13 @@ fn collect_chunks<R: Copy + Send>(
     out
 }
 
+/// A vector of `n` copies of `value`, written in chunks in parallel when large enough (for
+/// zeros, glibc's `calloc` clears reused heap memory with one serial `memset`).
+#[inline]
+pub fn filled<E: Copy + Send + Sync>(n: usize, value: E) -> alloc::vec::Vec<E> {
+    collect_chunks(n, |_, chunk| chunk.fill(MaybeUninit::new(value)))
+}
+
 /// `src.map(op).collect()`, written in chunks in parallel when large enough.
 #[inline]
 pub fn map_collect<E: Copy + Sync, R: Copy + Send>(
@@ -201,7 +208,9 @@ unsafe fn exp_slice_avx2(xs: &mut [f32]) {
 fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
+    *HAS.get_or_init(|| {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    })
 }
 
 /// `x = e^x` over a slice, vectorised (AVX2 when the CPU has it).

@@ -252,7 +252,16 @@ impl FlexTensor {
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
         let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        // strata patch: zeros of an element type as wide as the dtype, cleared in parallel.
+        // `Bytes::from_bytes_vec` of a `Vec<u8>` copies the whole buffer into a new aligned
+        // allocation (a byte vector's alignment is 1), which made every matmul output cost a
+        // serial memset plus a serial memcpy.
+        let bytes = match elem_size {
+            2 => Bytes::from_elems(crate::par::filled(num_elements, 0u16)),
+            4 => Bytes::from_elems(crate::par::filled(num_elements, 0u32)),
+            8 => Bytes::from_elems(crate::par::filled(num_elements, 0u64)),
+            _ => Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]),
+        };
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -278,8 +287,8 @@ impl FlexTensor {
             "filled_typed: dtype size mismatch"
         );
         let n = shape.num_elements();
-        let data = alloc::vec![value; n];
-        let bytes = Bytes::from_elems(data);
+        // strata patch: written in parallel chunks when large (see `par::filled`).
+        let bytes = Bytes::from_elems(crate::par::filled(n, value));
         Self {
             data: Arc::new(bytes),
             layout: Layout::contiguous(shape),
@@ -325,7 +334,7 @@ impl FlexTensor {
         }
     }
 
-    fn copy_contiguous<E: Element + bytemuck::Pod>(&self) -> Self {
+    fn copy_contiguous<E: Element + bytemuck::Pod + Send + Sync>(&self) -> Self {
         let src: &[E] = bytemuck::cast_slice(&self.data);
         let n = self.layout.num_elements();
         let mut dst = Vec::with_capacity(n);
@@ -377,6 +386,34 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if all_positive && n > 0 && strides[shape.len() - 1] == 1 {
+            // strata patch: an N-D layout whose innermost dimension is contiguous (attention's
+            // `[batch, heads, tokens, head_dim]` after swapping heads and tokens) is copied a
+            // whole row at a time, rows split over the pool, instead of one element at a time
+            // through `StridedIter`.
+            let rank = shape.len();
+            let row = shape[rank - 1];
+            let (outer, outer_strides) = (&shape[..rank - 1], &strides[..rank - 1]);
+            crate::par::for_each_rows_mut(
+                &mut dst.spare_capacity_mut()[..n],
+                row,
+                |start, rows| {
+                    for (r, out) in rows.chunks_exact_mut(row).enumerate() {
+                        let mut rest = start / row + r;
+                        let mut at = offset;
+                        for d in (0..outer.len()).rev() {
+                            at += (rest % outer[d]) as isize * outer_strides[d];
+                            rest /= outer[d];
+                        }
+                        let from = &src[at as usize..at as usize + row];
+                        for (o, &x) in out.iter_mut().zip(from) {
+                            *o = core::mem::MaybeUninit::new(x);
+                        }
+                    }
+                },
+            );
+            // SAFETY: capacity is n, and the rows above wrote every one of the n slots.
+            unsafe { dst.set_len(n) };
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.

@@ -1,7 +1,8 @@
 //! Tests that the patched backend crates (`crates/burn-flex`, `crates/burn-autodiff`, see their
 //! STRATA-PATCH.md) compute what the released ones do: the one-node softmax against its
 //! decomposition in value and gradient, and burn-flex's parallel elementwise paths, vectorised
-//! exp and in-place scatter against burn-ndarray in f64.
+//! exp, in-place scatter, row-wise layout copies, uncleared product outputs and parallel fills
+//! against burn-ndarray in f64.
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -116,5 +117,57 @@ fn burn_flex_elementwise_paths_match_f64() {
         let reference = elementwise::<Cpu64>(n);
         // Inputs exact in f32 (multiples of 1/32): only the operations round.
         assert_rel_close(&flex, &reference, 1e-6, "flex vs reference");
+    }
+}
+
+/// Layout copies (permuted 4-D views, innermost dimension contiguous or not, with an offset),
+/// matrix products (2-D and batched) written into memory that a freed NaN buffer just held,
+/// and zero / constant fills, at size `n` per tensor.
+fn copies_products_fills<B: Backend>(n: usize) -> Vec<f64> {
+    let device = Default::default();
+    let d = 32;
+    let (b, h) = (2, 4);
+    let t = n / (b * h * d);
+    let data: Vec<f64> = (0..b * t * h * d)
+        .map(|i| ((i * 7919) % 2003) as f64 / 64.0 - 15.0)
+        .collect();
+    let x = Tensor::<B, 4>::from_data(TensorData::new(data, [b, t, h, d]), &device);
+    // Heads and tokens swapped (rows of `d` stay contiguous), then the last two dimensions
+    // swapped (no contiguous row), then a view with an offset.
+    let mut out = values(x.clone().swap_dims(1, 2).reshape([b * h * t * d]));
+    out.extend(values(x.clone().swap_dims(2, 3).reshape([b * t * h * d])));
+    out.extend(values(
+        x.clone()
+            .slice([0..b, 1..t, 1..h, 0..d])
+            .swap_dims(1, 2)
+            .reshape([b * (h - 1) * (t - 1) * d]),
+    ));
+    drop(Tensor::<B, 1>::full([4 * n], f64::NAN, &device));
+    let q = x.clone().swap_dims(1, 2);
+    let k = x.clone().swap_dims(1, 2).div_scalar(8.0);
+    out.extend(values(q.matmul(k.swap_dims(2, 3)).reshape([b * h * t * t])));
+    let m = x.reshape([b * t * h, d]);
+    let w = Tensor::<B, 2>::from_data(
+        TensorData::new(
+            (0..d * 3 * d).map(|i| (i % 13) as f64 / 16.0 - 0.375).collect::<Vec<_>>(),
+            [d, 3 * d],
+        ),
+        &device,
+    );
+    out.extend(values(m.matmul(w).reshape([b * t * h * 3 * d])));
+    drop(Tensor::<B, 1>::full([4 * n], f64::NAN, &device));
+    out.extend(values(Tensor::<B, 1>::zeros([n], &device)));
+    out.extend(values(Tensor::<B, 1>::full([n], 2.5, &device)));
+    out
+}
+
+#[test]
+fn burn_flex_copies_products_and_fills_match_f64() {
+    for n in [2_048, 262_144] {
+        let flex = copies_products_fills::<Flex>(n);
+        let reference = copies_products_fills::<Cpu64>(n);
+        assert_eq!(flex.len(), reference.len());
+        // Inputs exact in f32; the products' sums round.
+        assert_rel_close(&flex, &reference, 1e-5, "flex vs reference");
     }
 }

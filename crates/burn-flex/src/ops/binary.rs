@@ -288,13 +288,11 @@ fn run_broadcast_pattern_f32(
             // keeps `rhs_row` in registers across rows for small row
             // lengths, and pays the macerator feature-detection cost
             // exactly once. strata: chunks of whole rows in parallel.
-            crate::par::for_each_rows_mut(&mut dst[..total], row_len, |_, rows| {
-                match simd_op {
-                    BinaryOp::Add => simd::add_shared_row_inplace_f32(rows, rhs_row),
-                    BinaryOp::Sub => simd::sub_shared_row_inplace_f32(rows, rhs_row),
-                    BinaryOp::Mul => simd::mul_shared_row_inplace_f32(rows, rhs_row),
-                    BinaryOp::Div => simd::div_shared_row_inplace_f32(rows, rhs_row),
-                }
+            crate::par::for_each_rows_mut(&mut dst[..total], row_len, |_, rows| match simd_op {
+                BinaryOp::Add => simd::add_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(rows, rhs_row),
+                BinaryOp::Div => simd::div_shared_row_inplace_f32(rows, rhs_row),
             });
         }
         BroadcastView::PerRowScalar {

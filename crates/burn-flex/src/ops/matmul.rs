@@ -14,7 +14,7 @@ use crate::{FlexTensor, Layout};
 
 /// Types that can be used with gemm-based matmul.
 /// Only implement for types that `gemm::gemm` dispatches on via TypeId (f32, f64, f16).
-trait GemmScalar: Element + bytemuck::Pod {
+trait GemmScalar: Element + bytemuck::Pod + Send + Sync {
     fn zero() -> Self;
     fn one() -> Self;
 }
@@ -261,17 +261,14 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
-
     let parallelism = get_parallelism(m, n, k);
 
-    unsafe {
+    let out = product_output::<T>(checked_size(m, n), k, |out_data| unsafe {
         gemm_call(
             m,
             n,
             k,
-            out_data.as_mut_ptr(),
+            out_data.as_mut_ptr() as *mut T,
             1,
             n as isize,
             lhs_ptr,
@@ -282,9 +279,34 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
-    }
+    });
 
-    output
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(out_shape),
+        T::dtype(),
+    )
+}
+
+/// strata patch: a product's output, written by `fill` through raw pointers without being
+/// cleared first. faer (`Accum::Replace`) and gemm (`read_dst = false`) never read the
+/// destination and, with a non-empty inner dimension, write every element; so the serial
+/// `memset` the release paid for every product (the 16 MB logits included) is skipped. An empty
+/// inner dimension (`k == 0`) gets zeros first, as before.
+fn product_output<T: GemmScalar>(
+    len: usize,
+    k: usize,
+    fill: impl FnOnce(&mut [core::mem::MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    let slots = &mut out.spare_capacity_mut()[..len];
+    if k == 0 {
+        slots.fill(core::mem::MaybeUninit::new(T::zero()));
+    }
+    fill(slots);
+    // SAFETY: the slots were zeroed (k == 0) or every one was written by the product.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -308,8 +330,7 @@ unsafe fn gemm_call<T: GemmScalar>(
     // strata: f32 products through faer's kernels (AVX-512 where the CPU has it), which run
     // the training shapes of small models 1.1-1.5x faster than the gemm crate on the same
     // threads; gemm keeps the other types and the empty inner dimension.
-    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() && k > 0 && m > 0 && n > 0
-    {
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() && k > 0 && m > 0 && n > 0 {
         let par = match parallelism {
             gemm::Parallelism::None => faer::Par::Seq,
             #[cfg(feature = "rayon")]
@@ -318,7 +339,8 @@ unsafe fn gemm_call<T: GemmScalar>(
             gemm::Parallelism::Rayon(t) => faer::Par::rayon(t),
         };
         unsafe {
-            let dst = faer::MatMut::<f32>::from_raw_parts_mut(out as *mut f32, m, n, out_rs, out_cs);
+            let dst =
+                faer::MatMut::<f32>::from_raw_parts_mut(out as *mut f32, m, n, out_rs, out_cs);
             let a = faer::MatRef::<f32>::from_raw_parts(lhs as *const f32, m, k, lhs_rs, lhs_cs);
             let b = faer::MatRef::<f32>::from_raw_parts(rhs as *const f32, k, n, rhs_rs, rhs_cs);
             faer::linalg::matmul::matmul(dst, faer::Accum::Replace, a, b, 1.0f32, par);
@@ -384,13 +406,10 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
@@ -417,53 +436,63 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         }
     };
 
-    // Strategy:
-    // 1. Large matrices: let gemm parallelize internally
-    // 2. Small matrices, large batch: parallelize batch loop
-    // 3. Small total work: single-threaded
-    #[cfg(feature = "rayon")]
-    {
-        let total_ops = batch_size.saturating_mul(per_matrix_ops);
-        let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
+    let out = product_output::<T>(batch_size * out_matrix_size, k, |out_data| {
+        // Strategy:
+        // 1. Large matrices: let gemm parallelize internally
+        // 2. Small matrices, large batch: parallelize batch loop
+        // 3. Small total work: single-threaded
+        #[cfg(feature = "rayon")]
+        {
+            let total_ops = batch_size.saturating_mul(per_matrix_ops);
+            let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
 
-        if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
-            let parallelism = gemm::Parallelism::Rayon(0);
-            for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+            if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
+                let parallelism = gemm::Parallelism::Rayon(0);
+                for b in 0..batch_size {
+                    run_one(
+                        out_data[b * out_matrix_size..].as_mut_ptr() as *mut T,
+                        b,
+                        parallelism,
+                    );
+                }
+            } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
+                use rayon::prelude::*;
+
+                out_data
+                    .par_chunks_mut(out_matrix_size)
+                    .enumerate()
+                    .for_each(|(b, out_chunk)| {
+                        run_one(out_chunk.as_mut_ptr() as *mut T, b, gemm::Parallelism::None);
+                    });
+            } else {
+                for b in 0..batch_size {
+                    run_one(
+                        out_data[b * out_matrix_size..].as_mut_ptr() as *mut T,
+                        b,
+                        gemm::Parallelism::None,
+                    );
+                }
             }
-        } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
-            use rayon::prelude::*;
+        }
 
-            out_data
-                .par_chunks_mut(out_matrix_size)
-                .enumerate()
-                .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
-                });
-        } else {
+        #[cfg(not(feature = "rayon"))]
+        {
+            let _ = per_matrix_ops;
             for b in 0..batch_size {
                 run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
+                    out_data[b * out_matrix_size..].as_mut_ptr() as *mut T,
                     b,
                     gemm::Parallelism::None,
                 );
             }
         }
-    }
+    });
 
-    #[cfg(not(feature = "rayon"))]
-    {
-        let _ = per_matrix_ops;
-        for b in 0..batch_size {
-            run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
-                b,
-                gemm::Parallelism::None,
-            );
-        }
-    }
-
-    output
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(out_shape),
+        T::dtype(),
+    )
 }
 
 // ============================================================================
