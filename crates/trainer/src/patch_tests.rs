@@ -1,6 +1,6 @@
 //! Tests that the patched backend crates (`crates/burn-flex`, `crates/burn-autodiff`, see their
-//! STRATA-PATCH.md) compute what the released ones do: the one-node softmax against its
-//! decomposition in value and gradient, and burn-flex's parallel elementwise paths, vectorised
+//! STRATA-PATCH.md) compute what the released ones do: the one-node softmax and layer norm
+//! against their decompositions in value and gradients, and burn-flex's parallel elementwise paths, vectorised
 //! exp, in-place scatter, row-wise layout copies, uncleared product outputs and parallel fills
 //! against burn-ndarray in f64.
 
@@ -66,6 +66,80 @@ fn the_one_node_softmax_equals_its_decomposition_in_value_and_gradient() {
         let [flex, _] = softmax_both::<Autodiff<Flex>>(dim);
         let [reference, _] = softmax_both::<Autodiff<Cpu64>>(dim);
         assert_rel_close(&flex, &reference, 1e-5, "flex vs reference");
+    }
+}
+
+/// Layer normalization of a seeded `[2, 9, 48]` input with gamma and (optionally) beta, and the
+/// gradients of a weighted sum of it with respect to all three, by burn's `layer_norm` (the
+/// patched node) and by its decomposition.
+fn layer_norm_both<B: AutodiffBackend>(with_beta: bool) -> [Vec<f64>; 2] {
+    let device = Default::default();
+    let (shape, d) = ([2, 9, 48], 48);
+    let n = 2 * 9 * d;
+    let xs: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 1009) as f64 / 100.0 - 5.0 + (i / d) as f64)
+        .collect();
+    let ws: Vec<f64> = (0..n).map(|i| ((i * 31) % 17) as f64 / 8.0 - 1.0).collect();
+    let x = Tensor::<B, 3>::from_data(TensorData::new(xs, shape), &device);
+    let weights = Tensor::<B, 3>::from_data(TensorData::new(ws, shape), &device);
+    let gamma = Tensor::<B, 1>::from_data(
+        TensorData::new((0..d).map(|i| 0.5 + i as f64 / 40.0).collect::<Vec<_>>(), [d]),
+        &device,
+    );
+    let beta = Tensor::<B, 1>::from_data(
+        TensorData::new((0..d).map(|i| i as f64 / 20.0 - 1.0).collect::<Vec<_>>(), [d]),
+        &device,
+    );
+    let run = |patched: bool| {
+        let (x, gamma, beta) = (
+            x.clone().require_grad(),
+            gamma.clone().require_grad(),
+            beta.clone().require_grad(),
+        );
+        let eps = 1e-5;
+        let y = if patched {
+            let b = with_beta.then(|| beta.clone().into_primitive().tensor());
+            Tensor::<B, 3>::from_primitive(burn::tensor::TensorPrimitive::Float(
+                B::layer_norm(
+                    x.clone().into_primitive().tensor(),
+                    gamma.clone().into_primitive().tensor(),
+                    b,
+                    eps,
+                ),
+            ))
+        } else {
+            let centered = x.clone() - x.clone().mean_dim(2);
+            let var = (centered.clone() * centered.clone()).mean_dim(2);
+            let y = centered / var.add_scalar(eps).sqrt() * gamma.clone().unsqueeze::<3>();
+            if with_beta {
+                y + beta.clone().unsqueeze::<3>()
+            } else {
+                y
+            }
+        };
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        let mut out = values(y);
+        out.extend(values(x.grad(&grads).unwrap()));
+        out.extend(values(gamma.grad(&grads).unwrap()));
+        if with_beta {
+            out.extend(values(beta.grad(&grads).unwrap()));
+        }
+        out
+    };
+    [run(true), run(false)]
+}
+
+#[test]
+fn the_one_node_layer_norm_equals_its_decomposition_in_value_and_gradients() {
+    for with_beta in [true, false] {
+        let [patched, plain] = layer_norm_both::<Autodiff<Cpu64>>(with_beta);
+        // f32 tolerance: see the softmax test above.
+        assert_rel_close(&patched, &plain, 2e-5, "patched vs plain");
+        let [patched, plain] = layer_norm_both::<Autodiff<Flex>>(with_beta);
+        assert_rel_close(&patched, &plain, 2e-5, "patched vs plain");
+        let [flex, _] = layer_norm_both::<Autodiff<Flex>>(with_beta);
+        let [reference, _] = layer_norm_both::<Autodiff<Cpu64>>(with_beta);
+        assert_rel_close(&flex, &reference, 2e-5, "flex vs reference");
     }
 }
 

@@ -5,6 +5,7 @@ mod bool_tensor;
 #[cfg(feature = "distributed")]
 mod distributed;
 mod int_tensor;
+mod layer_norm;
 mod module;
 mod qtensor;
 mod tensor;

@@ -14,6 +14,17 @@ use burn_backend::tensor::{FloatTensor, IntTensor};
 use super::OpsKind;
 
 impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B, C> {
+    // strata patch: one node instead of the trait's nine-node decomposition (see
+    // `ops/layer_norm.rs`).
+    fn layer_norm(
+        tensor: AutodiffTensor<B>,
+        gamma: AutodiffTensor<B>,
+        beta: Option<AutodiffTensor<B>>,
+        epsilon: f64,
+    ) -> AutodiffTensor<B> {
+        super::layer_norm::layer_norm::<B, C>(tensor, gamma, beta, epsilon)
+    }
+
     fn embedding(weights: AutodiffTensor<B>, indices: IntTensor<B>) -> AutodiffTensor<B> {
         #[derive(Debug)]
         struct Embedding;

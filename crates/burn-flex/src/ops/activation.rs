@@ -80,7 +80,8 @@ impl ActivationOps<Flex> for Flex {
             grad,
             move |x: f32, g| {
                 let cdf = 0.5 * (1.0 + erf_f32(x / sqrt2_f32));
-                let pdf = inv_sqrt_2pi_f32 * (-0.5 * x * x).exp();
+                // strata patch: the vectorisable exp (see `par::exp_f32`), not libm's `expf`.
+                let pdf = inv_sqrt_2pi_f32 * crate::par::exp_f32(-0.5 * x * x);
                 g * (cdf + x * pdf)
             },
             move |x: f64, g| {
