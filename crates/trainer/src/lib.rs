@@ -20,6 +20,7 @@ mod loss;
 mod memory;
 pub mod metrics;
 pub mod optim;
+mod optim_fused;
 pub mod parallel;
 mod peers;
 pub mod precision;

@@ -14,6 +14,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor};
+use transformer::HeadWeight;
 
 /// Mean cross-entropy (nats per token) of `logits` against `targets`; half-precision logits
 /// are converted to f32 first.
@@ -40,19 +41,19 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int
 /// precision for the head's products, as autodiff does through a cast.
 ///
 /// # Shapes
-/// - hidden: `[tokens, d_model]`, weight: `[d_model, vocab]`, bias: `[vocab]`,
-///   targets: `[tokens]` -> `[1]`
+/// - hidden: `[tokens, d_model]`, weight: `[d_model, vocab]` (or `[vocab, d_model]` when tied,
+///   see [`HeadWeight`]), bias: `[vocab]`, targets: `[tokens]` -> `[1]`
 pub fn head_cross_entropy<B: AutodiffBackend>(
     hidden: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
+    weight: HeadWeight<B>,
     bias: Option<Tensor<B, 1>>,
     targets: Tensor<B, 1, Int>,
 ) -> Tensor<B, 1> {
     let [n, _] = hidden.dims();
-    let [_, v] = weight.dims();
     let dtype = hidden.dtype();
     let hidden_in = hidden.clone().inner();
-    let weight_in = weight.clone().inner();
+    let weight_in = weight.clone().columns().inner();
+    let [_, v] = weight_in.dims();
     let mut logits = hidden_in.clone().matmul(weight_in.clone());
     if let Some(bias) = &bias {
         logits = logits + bias.clone().inner().unsqueeze::<2>();
@@ -79,9 +80,21 @@ pub fn head_cross_entropy<B: AutodiffBackend>(
         grad.cast(dtype)
     };
     let d_hidden = grad.clone().matmul(weight_in.transpose());
-    let d_weight = hidden_in.transpose().matmul(grad.clone());
-    let mut surrogate = (hidden * Tensor::from_inner(d_hidden)).sum()
-        + (weight * Tensor::from_inner(d_weight)).sum();
+    // The weight's gradient in the weight's own layout, so that the surrogate's product with
+    // it (and its backward pass) runs over two contiguous buffers: with the tied embedding
+    // seen as its `[d_model, vocab]` transpose, that product walked a transposed view
+    // element by element.
+    let weight_term = match weight {
+        HeadWeight::Columns(w) => {
+            let d_w = hidden_in.transpose().matmul(grad.clone());
+            (w * Tensor::from_inner(d_w)).sum()
+        }
+        HeadWeight::Rows(e) => {
+            let d_e = grad.clone().transpose().matmul(hidden_in);
+            (e * Tensor::from_inner(d_e)).sum()
+        }
+    };
+    let mut surrogate = (hidden * Tensor::from_inner(d_hidden)).sum() + weight_term;
     if let Some(bias) = bias {
         let d_bias = grad.sum_dim(0).reshape([v]);
         surrogate = surrogate + (bias * Tensor::from_inner(d_bias)).sum();
@@ -105,15 +118,23 @@ mod tests {
     use burn::tensor::{Distribution, TensorData};
     use test_support::{assert_rel_close, scalar, values, Cpu64};
 
-    /// Loss value and gradients of hidden, weight and bias by both losses.
-    fn both<B: AutodiffBackend>(with_bias: bool, device: &B::Device) -> [Vec<f64>; 2] {
+    /// Loss value and gradients of hidden, weight and bias by both losses; `tied`: the weight
+    /// is held as `[vocab, d_model]`, as a tied embedding is.
+    fn both<B: AutodiffBackend>(with_bias: bool, tied: bool, device: &B::Device) -> [Vec<f64>; 2] {
         let (n, d, v) = (24, 8, 37);
         let _rng = test_support::seeded::<B>(device, 7);
         let leaf = |shape: [usize; 2]| {
             Tensor::<B, 2>::random(shape, Distribution::Normal(0.0, 1.5), device).require_grad()
         };
         let hidden = leaf([n, d]);
-        let weight = leaf([d, v]);
+        let weight = if tied { leaf([v, d]) } else { leaf([d, v]) };
+        let head = || {
+            if tied {
+                HeadWeight::Rows(weight.clone())
+            } else {
+                HeadWeight::Columns(weight.clone())
+            }
+        };
         let bias = with_bias.then(|| {
             Tensor::<B, 1>::random([v], Distribution::Normal(0.0, 1.0), device).require_grad()
         });
@@ -121,14 +142,9 @@ mod tests {
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [n]), device);
         let run = |fused: bool| {
             let loss = if fused {
-                head_cross_entropy(
-                    hidden.clone(),
-                    weight.clone(),
-                    bias.clone(),
-                    targets.clone(),
-                )
+                head_cross_entropy(hidden.clone(), head(), bias.clone(), targets.clone())
             } else {
-                let mut logits = hidden.clone().matmul(weight.clone());
+                let mut logits = hidden.clone().matmul(head().columns());
                 if let Some(b) = &bias {
                     logits = logits + b.clone().unsqueeze::<2>();
                 }
@@ -148,12 +164,12 @@ mod tests {
 
     #[test]
     fn fused_head_loss_equals_the_loss_of_the_logits_in_value_and_gradients() {
-        for with_bias in [false, true] {
-            let [fused, plain] = both::<Autodiff<Cpu64>>(with_bias, &Default::default());
+        for (with_bias, tied) in [(false, false), (true, false), (false, true), (true, true)] {
+            let [fused, plain] = both::<Autodiff<Cpu64>>(with_bias, tied, &Default::default());
             // burn-ndarray's f32 and f64 backends share one device type, whose default float type is
             // set by whichever test creates a tensor first: f32 tolerance.
             assert_rel_close(&fused, &plain, 2e-5, "fused vs plain");
-            let [fused, plain] = both::<Autodiff<Flex>>(with_bias, &Default::default());
+            let [fused, plain] = both::<Autodiff<Flex>>(with_bias, tied, &Default::default());
             assert_rel_close(&fused, &plain, 2e-5, "fused vs plain");
         }
     }
@@ -171,7 +187,12 @@ mod tests {
         let value = |h: Tensor<B, 2>, w: Tensor<B, 2>| -> f64 {
             let h = h.require_grad();
             let w = w.require_grad();
-            let loss = head_cross_entropy(h.clone(), w.clone(), None, targets.clone());
+            let loss = head_cross_entropy(
+                h.clone(),
+                HeadWeight::Columns(w.clone()),
+                None,
+                targets.clone(),
+            );
             assert_eq!(loss.dtype(), DType::F32);
             let grads = loss.backward();
             assert_eq!(h.grad(&grads).unwrap().dtype(), h.dtype());

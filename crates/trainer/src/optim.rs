@@ -18,6 +18,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+use crate::optim_fused::{self, Update};
 use crate::shard::write_atomic;
 
 /// AdamW hyper-parameters, PyTorch's defaults spelled out except the weight decay (the
@@ -89,6 +90,9 @@ pub struct AdamW<B: Backend> {
     /// Updates done so far (the bias-correction time step).
     steps: u64,
     moments: BTreeMap<String, Moments<B>>,
+    /// Whether the one-pass update (`optim_fused`) may be used; off only to test it against
+    /// the generic path.
+    fused: bool,
 }
 
 /// Tracks the dotted path of the parameter being visited.
@@ -114,7 +118,15 @@ impl<B: Backend> AdamW<B> {
             config,
             steps: 0,
             moments: BTreeMap::new(),
+            fused: true,
         }
+    }
+
+    /// The same optimizer, always taking the generic tensor-operation update.
+    #[cfg(test)]
+    pub(crate) fn unfused(mut self) -> Self {
+        self.fused = false;
+        self
     }
 
     /// Updates done so far.
@@ -329,28 +341,53 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let w = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]) * self.grad_scale.clone().expand([n]);
+        let g = grad.reshape([n]);
         let key = self.path.path();
-        let (m, v) = match self.optim.moments.remove(&key) {
-            Some(Moments { m, v }) => (
-                m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1),
-                v.mul_scalar(c.beta2) + (g.clone() * g).mul_scalar(1.0 - c.beta2),
-            ),
-            None => (
-                g.clone().mul_scalar(1.0 - c.beta1),
-                (g.clone() * g).mul_scalar(1.0 - c.beta2),
-            ),
-        };
-        let w = if c.decay.applies(D) && c.weight_decay > 0.0 {
-            w.mul_scalar(1.0 - self.lr * c.weight_decay)
-        } else {
-            w
-        };
+        let moments = self.optim.moments.remove(&key).map(|m| (m.m, m.v));
+        let decays = c.decay.applies(D) && c.weight_decay > 0.0;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
-        // PyTorch: p -= lr / bc1 * m / (sqrt(v / bc2) + eps).
-        let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(c.eps);
-        let w = w - (m.clone() / denom).mul_scalar(self.lr / bc1);
+        let update = Update {
+            beta1: c.beta1 as f32,
+            one_minus_beta1: (1.0 - c.beta1) as f32,
+            beta2: c.beta2 as f32,
+            one_minus_beta2: (1.0 - c.beta2) as f32,
+            decay: decays.then_some((1.0 - self.lr * c.weight_decay) as f32),
+            bc2: bc2 as f32,
+            eps: c.eps as f32,
+            step: (self.lr / bc1) as f32,
+        };
+        let inputs = (w, g, self.grad_scale.clone(), moments);
+        let fused = if self.optim.fused {
+            optim_fused::update(inputs, &update)
+        } else {
+            Err(inputs)
+        };
+        let (w, m, v) = match fused {
+            Ok(done) => done,
+            Err((w, g, scale, moments)) => {
+                let g = g * scale.expand([n]);
+                let (m, v) = match moments {
+                    Some((m, v)) => (
+                        m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1),
+                        v.mul_scalar(c.beta2) + (g.clone() * g).mul_scalar(1.0 - c.beta2),
+                    ),
+                    None => (
+                        g.clone().mul_scalar(1.0 - c.beta1),
+                        (g.clone() * g).mul_scalar(1.0 - c.beta2),
+                    ),
+                };
+                let w = if decays {
+                    w.mul_scalar(1.0 - self.lr * c.weight_decay)
+                } else {
+                    w
+                };
+                // PyTorch: p -= lr / bc1 * m / (sqrt(v / bc2) + eps).
+                let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(c.eps);
+                let w = w - (m.clone() / denom).mul_scalar(self.lr / bc1);
+                (w, m, v)
+            }
+        };
         self.optim.moments.insert(key, Moments { m, v });
         let w = Tensor::<AB, D>::from_inner(w.reshape(dims)).require_grad();
         Param::from_mapped_value(id, w, mapper)

@@ -83,11 +83,17 @@ fn layer_norm_both<B: AutodiffBackend>(with_beta: bool) -> [Vec<f64>; 2] {
     let x = Tensor::<B, 3>::from_data(TensorData::new(xs, shape), &device);
     let weights = Tensor::<B, 3>::from_data(TensorData::new(ws, shape), &device);
     let gamma = Tensor::<B, 1>::from_data(
-        TensorData::new((0..d).map(|i| 0.5 + i as f64 / 40.0).collect::<Vec<_>>(), [d]),
+        TensorData::new(
+            (0..d).map(|i| 0.5 + i as f64 / 40.0).collect::<Vec<_>>(),
+            [d],
+        ),
         &device,
     );
     let beta = Tensor::<B, 1>::from_data(
-        TensorData::new((0..d).map(|i| i as f64 / 20.0 - 1.0).collect::<Vec<_>>(), [d]),
+        TensorData::new(
+            (0..d).map(|i| i as f64 / 20.0 - 1.0).collect::<Vec<_>>(),
+            [d],
+        ),
         &device,
     );
     let run = |patched: bool| {
@@ -99,14 +105,12 @@ fn layer_norm_both<B: AutodiffBackend>(with_beta: bool) -> [Vec<f64>; 2] {
         let eps = 1e-5;
         let y = if patched {
             let b = with_beta.then(|| beta.clone().into_primitive().tensor());
-            Tensor::<B, 3>::from_primitive(burn::tensor::TensorPrimitive::Float(
-                B::layer_norm(
-                    x.clone().into_primitive().tensor(),
-                    gamma.clone().into_primitive().tensor(),
-                    b,
-                    eps,
-                ),
-            ))
+            Tensor::<B, 3>::from_primitive(burn::tensor::TensorPrimitive::Float(B::layer_norm(
+                x.clone().into_primitive().tensor(),
+                gamma.clone().into_primitive().tensor(),
+                b,
+                eps,
+            )))
         } else {
             let centered = x.clone() - x.clone().mean_dim(2);
             let var = (centered.clone() * centered.clone()).mean_dim(2);
@@ -172,6 +176,8 @@ fn elementwise<B: Backend>(n: usize) -> Vec<f64> {
     out.extend(values(x.clone().mul_scalar(3.0).sub_scalar(1.0)));
     out.extend(values(rows.clone() + row.clone().unsqueeze::<2>()));
     out.extend(values(rows.clone() * rows.clone().sum_dim(1)));
+    // One scalar broadcast over the whole tensor (a gradient times the clipping factor).
+    out.extend(values(x.clone() * x.clone().narrow(0, 0, 1).div_scalar(4.0)));
     let zeros = Tensor::<B, 2>::zeros([n / 50, 50], &device);
     let ids: Vec<i64> = (0..(n / 50) as i64).map(|i| (i * 13) % 50).collect();
     let idx = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n / 50, 1]), &device);
@@ -223,7 +229,9 @@ fn copies_products_fills<B: Backend>(n: usize) -> Vec<f64> {
     let m = x.reshape([b * t * h, d]);
     let w = Tensor::<B, 2>::from_data(
         TensorData::new(
-            (0..d * 3 * d).map(|i| (i % 13) as f64 / 16.0 - 0.375).collect::<Vec<_>>(),
+            (0..d * 3 * d)
+                .map(|i| (i % 13) as f64 / 16.0 - 0.375)
+                .collect::<Vec<_>>(),
             [d, 3 * d],
         ),
         &device,

@@ -30,7 +30,7 @@ pub use generate::{
     generate, Dispatching, GenerateConfig, LanguageModel, Sampler, SamplingConfig,
     DEFAULT_DISPATCH_THRESHOLD,
 };
-pub use model::{gelu_tanh, Block, Ffn, Norm, Transformer};
+pub use model::{gelu_tanh, Block, Ffn, HeadWeight, Norm, Transformer};
 
 #[cfg(test)]
 mod tests;

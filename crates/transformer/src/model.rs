@@ -326,12 +326,12 @@ impl<B: Backend> Transformer<B> {
         Ok(self.trunk(tokens, 0, None))
     }
 
-    /// The output head as a `[d_model, vocab_size]` matrix (the token embedding's transpose
-    /// when tied) and its bias: logits are `hidden · weight + bias`.
-    pub fn output_head(&self) -> (Tensor<B, 2>, Option<Tensor<B, 1>>) {
+    /// The output head's weight as the model stores it (see [`HeadWeight`]) and its bias:
+    /// logits are `hidden · weight + bias`.
+    pub fn output_head(&self) -> (HeadWeight<B>, Option<Tensor<B, 1>>) {
         let weight = match &self.head {
-            Some(head) => head.val(),
-            None => self.tok_emb.val().transpose(),
+            Some(head) => HeadWeight::Columns(head.val()),
+            None => HeadWeight::Rows(self.tok_emb.val()),
         };
         (weight, self.head_bias.as_ref().map(|b| b.val()))
     }
@@ -346,7 +346,7 @@ impl<B: Backend> Transformer<B> {
         let v = self.config.vocab_size;
         let x = self.trunk(tokens, offset, cache);
         let (weight, bias) = self.output_head();
-        let logits = x.matmul(weight);
+        let logits = x.matmul(weight.columns());
         let logits = match bias {
             Some(bias) => logits + bias.unsqueeze::<2>(),
             None => logits,
@@ -475,5 +475,25 @@ impl<B: Backend> Transformer<B> {
         c.attention.o = Structure::Dense;
         c.overrides.clear();
         out
+    }
+}
+
+/// The output head's weight in the orientation the model stores it, so that work on the
+/// weight itself (its gradient, an elementwise product with it) can follow its memory layout.
+#[derive(Clone, Debug)]
+pub enum HeadWeight<B: Backend> {
+    /// An untied head, `[d_model, vocab_size]`: logits are `hidden · w`.
+    Columns(Tensor<B, 2>),
+    /// The tied token embedding, `[vocab_size, d_model]`: logits are `hidden · eᵀ`.
+    Rows(Tensor<B, 2>),
+}
+
+impl<B: Backend> HeadWeight<B> {
+    /// The weight as `[d_model, vocab_size]` (a transposed view when tied).
+    pub fn columns(self) -> Tensor<B, 2> {
+        match self {
+            HeadWeight::Columns(w) => w,
+            HeadWeight::Rows(e) => e.transpose(),
+        }
     }
 }

@@ -260,7 +260,8 @@ fn apply_broadcast_pattern_f32(
     } else {
         // Copy lhs once, then apply the broadcast in place. The
         // memcpy is cheaper than the StridedIter fallback it replaces.
-        let mut out: Vec<f32> = lhs.storage::<f32>()[..numel].to_vec();
+        // strata: the copy in parallel chunks.
+        let mut out: Vec<f32> = crate::par::map_collect(&lhs.storage::<f32>()[..numel], |x| x);
         run_broadcast_pattern_f32(&mut out, rhs_storage, simd_op, pattern);
         make_tensor(out, lhs.layout().shape().clone(), lhs.dtype())
     }
@@ -323,15 +324,23 @@ fn per_row_scalar_apply<Op>(dst: &mut [f32], scalars: &[f32], row_len: usize, op
 where
     Op: Fn(f32, f32) -> f32 + Send + Sync,
 {
-    // strata: chunks of whole rows in parallel.
+    // strata: chunks in parallel, each walked in runs that share one scalar, so that a few
+    // long rows (a tensor times one broadcast scalar, as in a gradient scaled by a clipping
+    // factor) are split too.
+    if row_len == 0 {
+        return;
+    }
     let dst = &mut dst[..scalars.len() * row_len];
-    crate::par::for_each_rows_mut(dst, row_len, |start, rows| {
-        let first = start / row_len.max(1);
-        for (i, row) in rows.chunks_exact_mut(row_len.max(1)).enumerate() {
-            let scalar = scalars[first + i];
-            for x in row.iter_mut() {
+    crate::par::for_each_chunk_mut(dst, |start, chunk| {
+        let mut at = 0;
+        while at < chunk.len() {
+            let row = (start + at) / row_len;
+            let run = ((row + 1) * row_len - (start + at)).min(chunk.len() - at);
+            let scalar = scalars[row];
+            for x in chunk[at..at + run].iter_mut() {
                 *x = op(*x, scalar);
             }
+            at += run;
         }
     });
 }
