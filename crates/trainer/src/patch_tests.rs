@@ -177,7 +177,9 @@ fn elementwise<B: Backend>(n: usize) -> Vec<f64> {
     out.extend(values(rows.clone() + row.clone().unsqueeze::<2>()));
     out.extend(values(rows.clone() * rows.clone().sum_dim(1)));
     // One scalar broadcast over the whole tensor (a gradient times the clipping factor).
-    out.extend(values(x.clone() * x.clone().narrow(0, 0, 1).div_scalar(4.0)));
+    out.extend(values(
+        x.clone() * x.clone().narrow(0, 0, 1).div_scalar(4.0),
+    ));
     let zeros = Tensor::<B, 2>::zeros([n / 50, 50], &device);
     let ids: Vec<i64> = (0..(n / 50) as i64).map(|i| (i * 13) % 50).collect();
     let idx = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n / 50, 1]), &device);
