@@ -250,23 +250,23 @@ impl FlexTensor {
 
     /// Create an empty tensor with given shape and dtype.
     pub fn empty(shape: Shape, dtype: DType) -> Self {
-        let num_elements = shape.num_elements();
-        let elem_size = dtype_size(dtype);
-        // strata patch: zeros of an element type as wide as the dtype, cleared in parallel.
-        // `Bytes::from_bytes_vec` of a `Vec<u8>` copies the whole buffer into a new aligned
-        // allocation (a byte vector's alignment is 1), which made every matmul output cost a
-        // serial memset plus a serial memcpy.
-        let bytes = match elem_size {
-            2 => Bytes::from_elems(crate::par::filled(num_elements, 0u16)),
-            4 => Bytes::from_elems(crate::par::filled(num_elements, 0u32)),
-            8 => Bytes::from_elems(crate::par::filled(num_elements, 0u64)),
-            _ => Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]),
-        };
-        let layout = Layout::contiguous(shape);
-        Self {
-            data: Arc::new(bytes),
-            layout,
-            dtype,
+        // strata patch: zeros of an element type as wide as the dtype, written in parallel
+        // (`filled_typed`). `Bytes::from_bytes_vec` of a `Vec<u8>` copies the whole buffer into
+        // a new aligned allocation (a byte vector's alignment is 1), which made every matmul
+        // output cost a serial memset plus a serial memcpy.
+        match dtype_size(dtype) {
+            1 => Self::filled_typed(shape, dtype, 0u8),
+            2 => Self::filled_typed(shape, dtype, 0u16),
+            4 => Self::filled_typed(shape, dtype, 0u32),
+            8 => Self::filled_typed(shape, dtype, 0u64),
+            elem_size => Self {
+                data: Arc::new(Bytes::from_bytes_vec(alloc::vec![
+                    0u8;
+                    shape.num_elements() * elem_size
+                ])),
+                layout: Layout::contiguous(shape),
+                dtype,
+            },
         }
     }
 

@@ -10,9 +10,9 @@
 
 use std::any::Any;
 
-use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::flex::{par, Flex, FlexTensor};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, ElementConversion, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, ElementConversion, Shape, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 /// One parameter's update, in f32 (each constant rounded from f64 as burn rounds a scalar
@@ -72,9 +72,8 @@ pub(crate) fn update<B: Backend>(inputs: Inputs<B>, u: &Update) -> Result<Output
     }
 }
 
-/// Elements below which the update stays on the calling thread.
-const PAR_MIN: usize = 1 << 15;
-/// Elements per parallel chunk.
+/// Elements per parallel chunk (below burn-flex's `PAR_MIN` elements the update stays on the
+/// calling thread, as burn-flex's own elementwise work does).
 const CHUNK: usize = 1 << 14;
 
 fn update_flex((w, g, s, moments): Inputs<Flex>, u: &Update) -> Outputs<Flex> {
@@ -82,9 +81,10 @@ fn update_flex((w, g, s, moments): Inputs<Flex>, u: &Update) -> Outputs<Flex> {
     let scale: f32 = s.into_scalar().elem();
     let (g, start) = contiguous(primitive(g));
     let g = &g.storage::<f32>()[start..start + n];
-    let (mut w, mut m, mut v) = match moments {
-        Some((m, v)) => (owned(w), owned(m), owned(v)),
-        None => (owned(w), zeros(n), zeros(n)),
+    let mut w = owned(w);
+    let (mut m, mut v) = match moments {
+        Some((m, v)) => (owned(m), owned(v)),
+        None => (zeros(n), zeros(n)),
     };
     let (ws, ms, vs) = (
         w.storage_mut::<f32>(),
@@ -105,7 +105,7 @@ fn update_flex((w, g, s, moments): Inputs<Flex>, u: &Update) -> Outputs<Flex> {
             *w = decayed - (*m / denom) * u.step;
         }
     };
-    if n >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if n >= par::PAR_MIN && rayon::current_num_threads() > 1 {
         ws[..n]
             .par_chunks_mut(CHUNK)
             .zip(ms[..n].par_chunks_mut(CHUNK))
@@ -140,12 +140,12 @@ fn owned(t: Tensor<Flex, 1>) -> FlexTensor {
     if t.is_unique() && t.layout().contiguous_offsets() == Some((0, n)) {
         return t;
     }
-    let data: Vec<f32> = t.to_contiguous().storage::<f32>()[..n].to_vec();
+    let data = par::map_collect(&t.to_contiguous().storage::<f32>()[..n], |x| x);
     FlexTensor::from_data(TensorData::new(data, [n]))
 }
 
 fn zeros(n: usize) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(vec![0f32; n], [n]))
+    FlexTensor::zeros(Shape::new([n]), DType::F32)
 }
 
 #[cfg(test)]
