@@ -91,6 +91,14 @@ impl Gradients {
             .map(|tensor| tensor.tensor())
     }
 
+    /// strata: removes the gradient registered so far for a node, if any, to be added into and
+    /// registered again (see the embedding's backward pass).
+    pub(crate) fn take<B: Backend>(&mut self, node_id: NodeId) -> Option<FloatTensor<B>> {
+        self.container
+            .remove::<B>(&node_id.value)
+            .map(|tensor| tensor.tensor())
+    }
+
     /// Gets a grad tensor from the container.
     pub fn get<B: Backend>(&self, tensor: &AutodiffTensor<B>) -> Option<FloatTensor<B>> {
         self.container

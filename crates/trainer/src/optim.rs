@@ -443,7 +443,10 @@ pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     impl<AB: AutodiffBackend> ModuleVisitor<AB> for SumSquares<'_, AB::InnerBackend> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
-                let s = (g.clone() * g).sum();
+                let s = match crate::optim_fused::sum_squares(g) {
+                    Ok(s) => s,
+                    Err(g) => (g.clone() * g).sum(),
+                };
                 self.total = Some(match self.total.take() {
                     Some(t) => t + s,
                     None => s,

@@ -1,4 +1,5 @@
-//! AdamW's update as one pass over each parameter on burn-flex, the CPU backend.
+//! AdamW's update, and the clipping norm's sum of squares, as one pass over each parameter on
+//! burn-flex, the CPU backend.
 //!
 //! The generic update (`optim.rs`) is about fifteen tensor operations per parameter, each a
 //! full pass over memory: a quarter of an s-size model's CPU training step. PyTorch's answer is
@@ -70,6 +71,59 @@ pub(crate) fn update<B: Backend>(inputs: Inputs<B>, u: &Update) -> Result<Output
             .downcast::<Inputs<B>>()
             .expect("the inputs keep their type")),
     }
+}
+
+/// The sum of the squares of `g`'s elements (`[1]`) when `B` is burn-flex and `g` is f32, read
+/// once in parallel chunks (each chunk summed in f32 lanes, the chunks' sums added in f64 in
+/// order, so the result does not depend on the threads); otherwise `g` back for the generic
+/// `(g * g).sum()`, which builds the squares as a tensor first. For the global gradient norm
+/// that clipping needs.
+pub(crate) fn sum_squares<B: Backend, const D: usize>(
+    g: Tensor<B, D>,
+) -> Result<Tensor<B, 1>, Tensor<B, D>> {
+    if g.dtype() != DType::F32 {
+        return Err(g);
+    }
+    let boxed: Box<dyn Any> = Box::new(g);
+    match boxed.downcast::<Tensor<Flex, D>>() {
+        Ok(flex) => {
+            let out: Box<dyn Any> = Box::new(sum_squares_flex(*flex));
+            // `B` is `Flex`: the downcast above just proved it.
+            Ok(*out
+                .downcast::<Tensor<B, 1>>()
+                .expect("the backend is burn-flex"))
+        }
+        Err(boxed) => Err(*boxed
+            .downcast::<Tensor<B, D>>()
+            .expect("the gradient keeps its type")),
+    }
+}
+
+fn sum_squares_flex<const D: usize>(g: Tensor<Flex, D>) -> Tensor<Flex, 1> {
+    let n = g.shape().num_elements();
+    let (g, start) = contiguous(g.into_primitive().tensor());
+    let x = &g.storage::<f32>()[start..start + n];
+    let chunk = |x: &[f32]| -> f64 {
+        let mut lanes = [0f32; 16];
+        let mut rows = x.chunks_exact(16);
+        for row in &mut rows {
+            for (lane, &v) in lanes.iter_mut().zip(row) {
+                *lane += v * v;
+            }
+        }
+        let tail: f32 = rows.remainder().iter().map(|&v| v * v).sum();
+        lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+    };
+    let total: f64 = if n >= par::PAR_MIN && rayon::current_num_threads() > 1 {
+        let sums: Vec<f64> = x.par_chunks(CHUNK).map(chunk).collect();
+        sums.into_iter().sum()
+    } else {
+        x.chunks(CHUNK).map(chunk).sum()
+    };
+    Tensor::from_data(
+        TensorData::new(vec![total as f32], [1]),
+        &Default::default(),
+    )
 }
 
 /// Elements per parallel chunk (below burn-flex's `PAR_MIN` elements the update stays on the
@@ -225,6 +279,34 @@ mod tests {
             // And the update did something.
             assert_ne!(fused, train_start(), "{decay:?}");
         }
+    }
+
+    #[test]
+    fn the_one_pass_sum_of_squares_equals_the_tensor_ops_one() {
+        use test_support::Cpu64;
+        let (device, device64) = (Default::default(), Default::default());
+        // Below and above the parallel threshold, and a transposed (non-contiguous) view.
+        for (rows, cols) in [(7, 13), (600, 500)] {
+            let data = TensorData::new(values(rows * cols, 7), [rows, cols]);
+            let flex = Tensor::<Flex, 2>::from_data(data.clone(), &device);
+            let reference = Tensor::<Cpu64, 2>::from_data(data, &device64);
+            for transposed in [false, true] {
+                let (f, r) = match transposed {
+                    true => (flex.clone().transpose(), reference.clone().transpose()),
+                    false => (flex.clone(), reference.clone()),
+                };
+                let fused = super::sum_squares(f).expect("burn-flex, f32");
+                let fused = fused.into_scalar() as f64;
+                let exact: f64 = (r.clone() * r).sum().into_scalar();
+                assert!(
+                    (fused - exact).abs() <= 1e-5 * exact,
+                    "{rows}x{cols} transposed {transposed}: {fused} vs {exact}"
+                );
+            }
+        }
+        // Other backends get their tensor back for the generic path.
+        let other = Tensor::<Cpu64, 1>::from_data(TensorData::new(values(10, 3), [10]), &device64);
+        assert!(super::sum_squares(other).is_err());
     }
 
     fn train_start() -> Vec<f32> {

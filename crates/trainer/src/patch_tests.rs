@@ -1,11 +1,14 @@
 //! Tests that the patched backend crates (`crates/burn-flex`, `crates/burn-autodiff`, see their
 //! STRATA-PATCH.md) compute what the released ones do: the one-node softmax and layer norm
-//! against their decompositions in value and gradients, and burn-flex's parallel elementwise paths, vectorised
-//! exp, in-place scatter, row-wise layout copies, uncleared product outputs and parallel fills
-//! against burn-ndarray in f64.
+//! against their decompositions in value and gradients; sums' and means' gradients as broadcast
+//! views and a tied embedding's two gradients against values worked out by hand; and
+//! burn-flex's parallel elementwise paths, vectorised exp, in-place scatter, row-wise layout
+//! copies, uncleared product outputs, wide products and parallel fills against burn-ndarray in
+//! f64.
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::module::embedding;
 use burn::tensor::{activation::softmax, IndexingUpdateOp, Int, Tensor, TensorData};
 use test_support::{assert_rel_close, values, Cpu64};
 
@@ -254,4 +257,151 @@ fn burn_flex_copies_products_and_fills_match_f64() {
         // Inputs exact in f32; the products' sums round.
         assert_rel_close(&flex, &reference, 1e-5, "flex vs reference");
     }
+}
+
+/// Deterministic values in [-1, 1) for a test input, exact in f32 (multiples of 1/512).
+fn ramp(n: usize, k: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| ((i * k) % 1013) as f64 / 512.0 - 1.0)
+        .collect()
+}
+
+/// The gradients of sums and means (whole tensor and along a dimension), which the patched
+/// autodiff hands back as broadcast views instead of tensors of ones times the gradient, each
+/// used downstream the way a training step uses a gradient (scaled, added to); and the other
+/// operand of a product, which the swapped-operand product must leave as it was.
+fn reduction_gradients<B: AutodiffBackend>() -> Vec<f64> {
+    let device = Default::default();
+    let (r, c) = (6, 40);
+    let x = Tensor::<B, 2>::from_data(TensorData::new(ramp(r * c, 7), [r, c]), &device);
+    let y = Tensor::<B, 2>::from_data(TensorData::new(ramp(r * c, 11), [r, c]), &device);
+    let w_rows = Tensor::<B, 2>::from_data(TensorData::new(ramp(r, 5), [r, 1]), &device);
+    let w_cols = Tensor::<B, 2>::from_data(TensorData::new(ramp(c, 3), [1, c]), &device);
+    let grad_of = |f: &dyn Fn(Tensor<B, 2>) -> Tensor<B, 1>| {
+        let x = x.clone().require_grad();
+        let grads = f(x.clone()).backward();
+        let g = x.grad(&grads).unwrap();
+        let mut out = values(g.clone());
+        out.extend(values(g.clone().mul_scalar(0.5) + g.clone()));
+        out.extend(values(g.clone() * y.clone().inner()));
+        out
+    };
+    let mut out = grad_of(&|x| (x * y.clone()).sum());
+    // The product's other operand held only by the graph (added into in place) ...
+    out.extend(grad_of(&|x| (x * y.clone().mul_scalar(2.0)).sum()));
+    // ... and held here too (must stay as it was).
+    out.extend(values(y.clone()));
+    out.extend(grad_of(&|x| x.sum()));
+    out.extend(grad_of(&|x| x.mean()));
+    out.extend(grad_of(&|x| (x.sum_dim(1) * w_rows.clone()).sum()));
+    out.extend(grad_of(&|x| (x.mean_dim(0) * w_cols.clone()).sum()));
+    out
+}
+
+/// What [`reduction_gradients`] must give, worked out by hand.
+fn reduction_gradients_expected() -> Vec<f64> {
+    let (r, c) = (6, 40);
+    let y = ramp(r * c, 11);
+    let (w_rows, w_cols) = (ramp(r, 5), ramp(c, 3));
+    let used = |g: Vec<f64>| {
+        let mut out = g.clone();
+        out.extend(g.iter().map(|v| v * 1.5));
+        out.extend(g.iter().zip(&y).map(|(a, b)| a * b));
+        out
+    };
+    let mut out = used(y.clone());
+    out.extend(used(y.iter().map(|v| 2.0 * v).collect()));
+    out.extend(y.clone());
+    out.extend(used(vec![1.0; r * c]));
+    out.extend(used(vec![1.0 / (r * c) as f64; r * c]));
+    out.extend(used((0..r * c).map(|i| w_rows[i / c]).collect()));
+    out.extend(used((0..r * c).map(|i| w_cols[i % c] / r as f64).collect()));
+    out
+}
+
+#[test]
+fn sum_and_mean_gradients_as_broadcast_views_are_exact() {
+    let expected = reduction_gradients_expected();
+    assert_rel_close(
+        &reduction_gradients::<Autodiff<Flex>>(),
+        &expected,
+        1e-6,
+        "flex vs by hand",
+    );
+    assert_rel_close(
+        &reduction_gradients::<Autodiff<Cpu64>>(),
+        &expected,
+        1e-6,
+        "ndarray vs by hand",
+    );
+}
+
+/// The gradient of an embedding table used twice, as a lookup (with repeated tokens) and as a
+/// tied output head's weight, in both orders of the two terms and with the lookup alone: the
+/// patched lookup adds its rows into the gradient the table already has.
+fn tied_embedding_gradients<B: AutodiffBackend>() -> Vec<f64> {
+    let device = Default::default();
+    let (v, d, b, t) = (50, 8, 2, 5);
+    let table = Tensor::<B, 2>::from_data(TensorData::new(ramp(v * d, 7), [v, d]), &device);
+    let ids: Vec<i64> = vec![3, 17, 3, 49, 0, 17, 17, 8, 3, 21];
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+    let a = Tensor::<B, 3>::from_data(TensorData::new(ramp(b * t * d, 11), [b, t, d]), &device);
+    let head = Tensor::<B, 2>::from_data(TensorData::new(ramp(v * d, 5), [v, d]), &device);
+    let mut out = Vec::new();
+    for case in 0..3 {
+        let e = table.clone().require_grad();
+        let lookup = || (embedding(e.clone(), ids.clone()) * a.clone()).sum();
+        let tied = || (e.clone() * head.clone()).sum();
+        let loss = match case {
+            0 => lookup() + tied(),
+            1 => tied() + lookup(),
+            _ => lookup(),
+        };
+        out.extend(values(e.grad(&loss.backward()).unwrap()));
+    }
+    out.extend(values(head));
+    out
+}
+
+#[test]
+fn a_tied_embedding_gets_the_sum_of_both_gradients() {
+    let (v, d) = (50, 8);
+    let ids = [3, 17, 3, 49, 0, 17, 17, 8, 3, 21];
+    let (a, head) = (ramp(10 * d, 11), ramp(v * d, 5));
+    let mut lookup = vec![0.0; v * d];
+    for (i, &id) in ids.iter().enumerate() {
+        for j in 0..d {
+            lookup[id * d + j] += a[i * d + j];
+        }
+    }
+    let both: Vec<f64> = lookup.iter().zip(&head).map(|(l, h)| l + h).collect();
+    let mut expected = both.clone();
+    expected.extend(both);
+    expected.extend(lookup);
+    expected.extend(head);
+    let flex = tied_embedding_gradients::<Autodiff<Flex>>();
+    assert_rel_close(&flex, &expected, 1e-6, "flex vs by hand");
+    let ndarray = tied_embedding_gradients::<Autodiff<Cpu64>>();
+    assert_rel_close(&ndarray, &expected, 1e-6, "ndarray vs by hand");
+}
+
+/// A "wide" product (tokens times a vocabulary, which burn-flex computes column-major and
+/// transposes), with the weight contiguous and as the transposed view of a tied table.
+fn wide_products<B: Backend>() -> Vec<f64> {
+    let device = Default::default();
+    let (m, k, n) = (64, 72, 20_011);
+    let h = Tensor::<B, 2>::from_data(TensorData::new(ramp(m * k, 7), [m, k]), &device);
+    let table = Tensor::<B, 2>::from_data(TensorData::new(ramp(n * k, 3), [n, k]), &device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(ramp(k * n, 5), [k, n]), &device);
+    let mut out = values(h.clone().matmul(w));
+    out.extend(values(h.matmul(table.transpose())));
+    out
+}
+
+#[test]
+fn burn_flex_wide_products_match_f64() {
+    let flex = wide_products::<Flex>();
+    let reference = wide_products::<Cpu64>();
+    assert_eq!(flex.len(), 2 * 64 * 20_011);
+    assert_rel_close(&flex, &reference, 1e-5, "flex vs reference");
 }

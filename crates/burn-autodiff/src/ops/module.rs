@@ -3,13 +3,13 @@ use crate::checkpoint::base::Checkpointer;
 use crate::checkpoint::strategy::CheckpointStrategy;
 use crate::grads::Gradients;
 use crate::graph::NodeId;
-use crate::ops::{Backward, Ops, unary};
+use crate::ops::{Backward, Ops};
 use crate::tensor::AutodiffTensor;
 
-use burn_backend::Backend;
 use burn_backend::ops::attention::attention_fallback;
 use burn_backend::ops::*;
 use burn_backend::tensor::{FloatTensor, IntTensor};
+use burn_backend::{Backend, Shape, TensorMetadata};
 
 use super::OpsKind;
 
@@ -39,10 +39,30 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
                 _checkpointer: &mut Checkpointer,
             ) {
                 let (weights, indices) = ops.state;
-
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::embedding_backward(weights, grad, indices)
-                });
+                let [parent] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let Some(parent) = parent else {
+                    return;
+                };
+                // strata: when the table already has a gradient (a tied output head's, which the
+                // backward pass reaches first), the looked-up rows are added into it, instead of
+                // into a table of zeros that is then added to it (two passes over the whole
+                // vocabulary table and a buffer of its size). The same sum, in another order.
+                let grad = match grads.take::<B>(parent.id) {
+                    Some(acc) if acc.dtype() == grad.dtype() => {
+                        let [batch, seq] = indices.shape().dims();
+                        let d_model = weights.shape()[1];
+                        let indices = B::int_reshape(indices, Shape::new([batch * seq]));
+                        let grad = B::float_reshape(grad, Shape::new([batch * seq, d_model]));
+                        B::float_select_add(acc, 0, indices, grad)
+                    }
+                    Some(acc) => {
+                        let grad = B::embedding_backward(weights, grad, indices);
+                        B::float_add(grad, acc)
+                    }
+                    None => B::embedding_backward(weights, grad, indices),
+                };
+                grads.register::<B>(parent.id, grad);
             }
         }
 

@@ -1901,14 +1901,15 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
+                // strata: the scaled gradient broadcast over the input's shape (a view), not a
+                // tensor of ones multiplied by it (two passes and a buffer of the input's size).
+                // The same value: `(1 * val) * grad == grad * val`.
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
                     let shape = ops.state;
                     let val = 1_f64 / shape.num_elements() as f64;
-                    let ones = B::float_ones(shape, &B::float_device(&grad), grad.dtype().into());
-                    let val = B::float_mul_scalar(ones, val.into());
-
-                    let grad = unsqueeze_like::<B>(grad, val.shape());
-                    B::float_mul(val, grad)
+                    let grad = B::float_mul_scalar(grad, val.into());
+                    let grad = unsqueeze_like::<B>(grad, shape.clone());
+                    B::float_expand(grad, shape)
                 });
             }
         }
@@ -1934,12 +1935,11 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
+                // strata: the gradient broadcast over the input's shape (a view), not a tensor
+                // of ones multiplied by it.
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    let val =
-                        B::float_ones(ops.state, &B::float_device(&grad), grad.dtype().into());
-
-                    let grad = unsqueeze_like::<B>(grad, val.shape());
-                    B::float_mul(val, grad)
+                    let grad = unsqueeze_like::<B>(grad, ops.state.clone());
+                    B::float_expand(grad, ops.state)
                 });
             }
         }
@@ -1967,13 +1967,13 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
             ) {
                 let (shape, dim) = ops.state;
 
+                // strata: the scaled gradient broadcast along `dim` (a view), not a tensor of
+                // ones multiplied by it. The same value: `(1 * val) * grad == grad * val`.
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
                     let val = 1_f64 / shape[dim] as f64;
-                    let ones = B::float_ones(shape, &B::float_device(&grad), grad.dtype().into());
-                    let val = B::float_mul_scalar(ones, val.into());
-
                     let grad = B::float_sum_dim(grad, dim);
-                    B::float_mul(val, grad)
+                    let grad = B::float_mul_scalar(grad, val.into());
+                    B::float_expand(grad, shape)
                 });
             }
         }
@@ -2006,11 +2006,11 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
             ) {
                 let (shape, dim) = ops.state;
 
+                // strata: the gradient broadcast along `dim` (a view), not a tensor of ones
+                // multiplied by it.
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    let ones = B::float_ones(shape, &B::float_device(&grad), grad.dtype().into());
                     let grad = B::float_sum_dim(grad, dim);
-
-                    B::float_mul(ones, grad)
+                    B::float_expand(grad, shape)
                 });
             }
         }

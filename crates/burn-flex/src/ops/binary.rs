@@ -41,7 +41,18 @@ where
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
     // Broadcast tensors to the same shape if needed
-    let (lhs, rhs) = crate::ops::expand::broadcast_binary(lhs, rhs);
+    let (mut lhs, mut rhs) = crate::ops::expand::broadcast_binary(lhs, rhs);
+
+    // strata: a commutative op whose lhs is the broadcast side (a gradient expanded over its
+    // input's shape, times a full tensor) runs with the operands swapped, so that the fast
+    // paths below (in place, or one broadcast pass) see the broadcast on the rhs instead of
+    // falling back to a strided walk. Exact: `a + b == b + a` and `a * b == b * a` in IEEE.
+    if matches!(simd_hint, Some(BinaryOp::Add | BinaryOp::Mul))
+        && lhs.layout().strides().contains(&0)
+        && !rhs.layout().strides().contains(&0)
+    {
+        core::mem::swap(&mut lhs, &mut rhs);
+    }
 
     let dtype = lhs.dtype();
 

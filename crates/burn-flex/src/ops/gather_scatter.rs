@@ -458,11 +458,7 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    if in_place {
-        return tensor;
-    }
-    let bytes = Bytes::from_elems(copy);
-    FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype())
+    finish_in_place(tensor, copy, in_place, tensor_shape)
 }
 
 /// Optimized 2D scatter_add implementation.
@@ -771,7 +767,10 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
     indices: FlexTensor,
     value: FlexTensor,
 ) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
+    // strata: rebinding (not shadowing) drops the caller's handle, so a contiguous tensor stays
+    // uniquely held and is added into in place below.
+    let mut tensor = tensor;
+    tensor = tensor.to_contiguous();
     let indices = indices.to_contiguous();
     let value = value.to_contiguous();
 
@@ -791,7 +790,6 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
         "select_add: indices must be 1D"
     );
 
-    let tensor_data: &[E] = tensor.storage();
     let indices_data = read_indices(&indices);
     let value_data: &[E] = value.storage();
     let num_indices = indices_data.len();
@@ -813,12 +811,26 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
         }
     }
 
-    let mut result: Vec<E> = tensor_data.to_vec();
+    // strata: add into the tensor's own buffer when nothing else holds it (an embedding's
+    // gradient: a few rows added into a table of zeros or into the gradient the tied output head
+    // already gave it); the release copied the whole table, on one thread, every time.
+    let n = tensor_shape.num_elements();
+    let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
+    let mut copy: Vec<E> = if in_place {
+        Vec::new()
+    } else {
+        tensor.storage::<E>()[..n].to_vec()
+    };
+    let result: &mut [E] = if in_place {
+        &mut tensor.storage_mut::<E>()[..n]
+    } else {
+        &mut copy
+    };
 
     // Use optimized 2D implementation
     if ndims == 2 {
         select_add_2d(
-            &mut result,
+            result,
             &indices_data,
             value_data,
             tensor_shape[0],
@@ -826,8 +838,7 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
             num_indices,
             dim,
         );
-        let bytes = Bytes::from_elems(result);
-        return FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype());
+        return finish_in_place(tensor, copy, in_place, tensor_shape);
     }
 
     // General N-D case
@@ -851,8 +862,25 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
         result[dst_idx] += val;
     }
 
-    let bytes = Bytes::from_elems(result);
-    FlexTensor::new(bytes, Layout::contiguous(tensor_shape), E::dtype())
+    finish_in_place(tensor, copy, in_place, tensor_shape)
+}
+
+/// strata: the result of an add into `tensor`: the tensor itself when it was added into in
+/// place, otherwise a new tensor over `copy`.
+fn finish_in_place<E: Element + Pod>(
+    tensor: FlexTensor,
+    copy: Vec<E>,
+    in_place: bool,
+    shape: Shape,
+) -> FlexTensor {
+    if in_place {
+        return tensor;
+    }
+    FlexTensor::new(
+        Bytes::from_elems(copy),
+        Layout::contiguous(shape),
+        E::dtype(),
+    )
 }
 
 /// Optimized 2D select_add.
