@@ -117,7 +117,8 @@ fn sum_squares_flex<const D: usize>(g: Tensor<Flex, D>) -> Tensor<Flex, 1> {
             }
             total += lanes.iter().map(|&l| l as f64).sum::<f64>();
         }
-        total + blocks.remainder().iter().map(|&v| (v * v) as f64).sum::<f64>()
+        let tail: f64 = blocks.remainder().iter().map(|&v| (v * v) as f64).sum();
+        total + tail
     };
     let total: f64 = if n >= par::PAR_MIN && rayon::current_num_threads() > 1 {
         let sums: Vec<f64> = x.par_chunks(CHUNK).map(chunk).collect();
