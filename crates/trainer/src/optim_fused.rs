@@ -58,18 +58,23 @@ pub(crate) fn update<B: Backend>(inputs: Inputs<B>, u: &Update) -> Result<Output
     if !f32_only {
         return Err(inputs);
     }
-    let boxed: Box<dyn Any> = Box::new(inputs);
-    match boxed.downcast::<Inputs<Flex>>() {
+    on_flex(inputs, |flex: Inputs<Flex>| update_flex(flex, u))
+}
+
+/// `f` of `input` when `I` is `IF` (the same value with `Flex` as the backend), its output as
+/// `O`; otherwise `input` back, untouched.
+fn on_flex<I: 'static, IF: 'static, O: 'static, OF: 'static>(
+    input: I,
+    f: impl FnOnce(IF) -> OF,
+) -> Result<O, I> {
+    let boxed: Box<dyn Any> = Box::new(input);
+    match boxed.downcast::<IF>() {
         Ok(flex) => {
-            let out: Box<dyn Any> = Box::new(update_flex(*flex, u));
-            // `B` is `Flex`: the downcast above just proved it.
-            Ok(*out
-                .downcast::<Outputs<B>>()
-                .expect("the backend is burn-flex"))
+            let out: Box<dyn Any> = Box::new(f(*flex));
+            // The backend is `Flex`: the downcast above just proved it.
+            Ok(*out.downcast::<O>().expect("the backend is burn-flex"))
         }
-        Err(boxed) => Err(*boxed
-            .downcast::<Inputs<B>>()
-            .expect("the inputs keep their type")),
+        Err(boxed) => Err(*boxed.downcast::<I>().expect("the input keeps its type")),
     }
 }
 
@@ -84,19 +89,7 @@ pub(crate) fn sum_squares<B: Backend, const D: usize>(
     if g.dtype() != DType::F32 {
         return Err(g);
     }
-    let boxed: Box<dyn Any> = Box::new(g);
-    match boxed.downcast::<Tensor<Flex, D>>() {
-        Ok(flex) => {
-            let out: Box<dyn Any> = Box::new(sum_squares_flex(*flex));
-            // `B` is `Flex`: the downcast above just proved it.
-            Ok(*out
-                .downcast::<Tensor<B, 1>>()
-                .expect("the backend is burn-flex"))
-        }
-        Err(boxed) => Err(*boxed
-            .downcast::<Tensor<B, D>>()
-            .expect("the gradient keeps its type")),
-    }
+    on_flex(g, sum_squares_flex::<D>)
 }
 
 fn sum_squares_flex<const D: usize>(g: Tensor<Flex, D>) -> Tensor<Flex, 1> {

@@ -409,18 +409,8 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
 
     // strata: add into the tensor's own buffer when nothing else holds it (the gradient of a
     // gather scatters a few values into a large zero tensor); copy it otherwise.
-    let n = tensor_shape.num_elements();
-    let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
-    let mut copy: Vec<E> = if in_place {
-        Vec::new()
-    } else {
-        tensor.storage::<E>()[..n].to_vec()
-    };
-    let result: &mut [E] = if in_place {
-        &mut tensor.storage_mut::<E>()[..n]
-    } else {
-        &mut copy
-    };
+    let mut target = AddTarget::<E>::new(tensor);
+    let result = target.values();
 
     let tensor_strides: Vec<usize> = compute_strides(&tensor_shape);
     let indices_strides: Vec<usize> = compute_strides(indices_shape);
@@ -458,7 +448,7 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
         }
     }
 
-    finish_in_place(tensor, copy, in_place, tensor_shape)
+    target.finish()
 }
 
 /// Optimized 2D scatter_add implementation.
@@ -814,18 +804,8 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
     // strata: add into the tensor's own buffer when nothing else holds it (an embedding's
     // gradient: a few rows added into a table of zeros or into the gradient the tied output head
     // already gave it); the release copied the whole table, on one thread, every time.
-    let n = tensor_shape.num_elements();
-    let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
-    let mut copy: Vec<E> = if in_place {
-        Vec::new()
-    } else {
-        tensor.storage::<E>()[..n].to_vec()
-    };
-    let result: &mut [E] = if in_place {
-        &mut tensor.storage_mut::<E>()[..n]
-    } else {
-        &mut copy
-    };
+    let mut target = AddTarget::<E>::new(tensor);
+    let result = target.values();
 
     // Use optimized 2D implementation
     if ndims == 2 {
@@ -838,7 +818,7 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
             num_indices,
             dim,
         );
-        return finish_in_place(tensor, copy, in_place, tensor_shape);
+        return target.finish();
     }
 
     // General N-D case
@@ -862,25 +842,45 @@ pub fn select_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Sen
         result[dst_idx] += val;
     }
 
-    finish_in_place(tensor, copy, in_place, tensor_shape)
+    target.finish()
 }
 
-/// strata: the result of an add into `tensor`: the tensor itself when it was added into in
-/// place, otherwise a new tensor over `copy`.
-fn finish_in_place<E: Element + Pod>(
+/// strata: the buffer an add (`scatter_add`, `select_add`) writes into: the contiguous
+/// tensor's own when nothing else holds it, otherwise a copy of its elements.
+struct AddTarget<E> {
     tensor: FlexTensor,
-    copy: Vec<E>,
-    in_place: bool,
-    shape: Shape,
-) -> FlexTensor {
-    if in_place {
-        return tensor;
+    copy: Option<Vec<E>>,
+}
+
+impl<E: Element + Pod> AddTarget<E> {
+    fn new(tensor: FlexTensor) -> Self {
+        let n = tensor.layout().num_elements();
+        let in_place = tensor.is_unique() && tensor.storage::<E>().len() == n;
+        let copy = (!in_place).then(|| tensor.storage::<E>()[..n].to_vec());
+        Self { tensor, copy }
     }
-    FlexTensor::new(
-        Bytes::from_elems(copy),
-        Layout::contiguous(shape),
-        E::dtype(),
-    )
+
+    fn values(&mut self) -> &mut [E] {
+        match &mut self.copy {
+            Some(copy) => copy,
+            None => {
+                let n = self.tensor.layout().num_elements();
+                &mut self.tensor.storage_mut::<E>()[..n]
+            }
+        }
+    }
+
+    /// The tensor added into, or a new one over the copy.
+    fn finish(self) -> FlexTensor {
+        match self.copy {
+            None => self.tensor,
+            Some(copy) => FlexTensor::new(
+                Bytes::from_elems(copy),
+                Layout::contiguous(self.tensor.layout().shape().clone()),
+                E::dtype(),
+            ),
+        }
+    }
 }
 
 /// Optimized 2D select_add.

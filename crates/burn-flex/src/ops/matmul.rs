@@ -263,39 +263,42 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let out_shape = Shape::from(vec![m, n]);
     let parallelism = get_parallelism(m, n, k);
 
-    let out = if is_wide_f32::<T>(m, n, k) {
-        // SAFETY: T is f32 (checked by `is_wide_f32`), so the buffer is reinterpreted as
-        // itself; the pointers cover `[m, k]` and `[k, n]` under their strides, as below.
-        unsafe {
-            let out = wide_product_f32(
+    #[cfg(feature = "rayon")]
+    if is_wide_f32::<T>(m, n, k) {
+        // SAFETY: the pointers cover `[m, k]` and `[k, n]` under their strides, as below.
+        let out = unsafe {
+            wide_product_f32(
                 m,
                 n,
                 k,
                 (lhs_ptr as *const f32, lhs_row_stride, lhs_col_stride),
                 (rhs_ptr as *const f32, rhs_row_stride, rhs_col_stride),
-            );
-            let mut out = core::mem::ManuallyDrop::new(out);
-            Vec::from_raw_parts(out.as_mut_ptr() as *mut T, out.len(), out.capacity())
-        }
-    } else {
-        product_output::<T>(checked_size(m, n), k, |out_data| unsafe {
-            gemm_call(
-                m,
-                n,
-                k,
-                out_data.as_mut_ptr() as *mut T,
-                1,
-                n as isize,
-                lhs_ptr,
-                lhs_col_stride,
-                lhs_row_stride,
-                rhs_ptr,
-                rhs_col_stride,
-                rhs_row_stride,
-                parallelism,
-            );
-        })
-    };
+            )
+        };
+        return FlexTensor::new(
+            Bytes::from_elems(out),
+            Layout::contiguous(out_shape),
+            DType::F32,
+        );
+    }
+
+    let out = product_output::<T>(checked_size(m, n), k, |out_data| unsafe {
+        gemm_call(
+            m,
+            n,
+            k,
+            out_data.as_mut_ptr() as *mut T,
+            1,
+            n as isize,
+            lhs_ptr,
+            lhs_col_stride,
+            lhs_row_stride,
+            rhs_ptr,
+            rhs_col_stride,
+            rhs_row_stride,
+            parallelism,
+        );
+    });
 
     FlexTensor::new(
         Bytes::from_elems(out),
@@ -309,9 +312,9 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 /// 1.3-1.5x faster writing a column-major result than a row-major one (measured on AVX-512:
 /// `[256, 768] x [768, 50257]` at ~150 GFLOP/s row-major, ~240 column-major), enough to pay
 /// for transposing the result.
+#[cfg(feature = "rayon")]
 fn is_wide_f32<T: GemmScalar>(m: usize, n: usize, k: usize) -> bool {
-    cfg!(feature = "rayon")
-        && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+    core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
         && m >= 64
         && k >= 64
         && n >= 20_000
@@ -368,17 +371,6 @@ unsafe fn wide_product_f32(
     // SAFETY: the bands cover all m rows and each band all n columns.
     unsafe { out.set_len(len) };
     out
-}
-
-#[cfg(not(feature = "rayon"))]
-unsafe fn wide_product_f32(
-    _: usize,
-    _: usize,
-    _: usize,
-    _: (*const f32, isize, isize),
-    _: (*const f32, isize, isize),
-) -> Vec<f32> {
-    unreachable!("wide products are only taken with rayon")
 }
 
 /// strata patch: a product's output, written by `fill` through raw pointers without being
