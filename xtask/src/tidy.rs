@@ -129,4 +129,36 @@ mod tests {
             .collect();
         assert_eq!(commands, steps, ".ci/run and xtask/src/ci.rs differ");
     }
+
+    /// The GPU kit's scripts parse (they run on a GPU host, where a typo costs the session).
+    #[test]
+    fn the_gpu_kit_scripts_parse() {
+        let kit = root().join("xtask/gpu-kit");
+        for script in ["bundle.sh", "check.sh"] {
+            let out = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(kit.join(script))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for peer in ["torch_gpt_gpu.py", "torch_ffn_gpu.py", "torch_ffn_bench.py"] {
+            let source = std::fs::read_to_string(kit.join(peer)).unwrap();
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import ast,sys; ast.parse(sys.stdin.read())"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child.stdin.take().unwrap().write_all(source.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .unwrap();
+            assert!(out.status.success(), "{peer} does not parse");
+        }
+    }
 }

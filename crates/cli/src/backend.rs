@@ -141,7 +141,7 @@ fn report_progress(setup: &gpu_setup::Setup) {
 #[cfg(feature = "wgpu")]
 fn wgpu<J: Job>(job: J) -> Result<J::Output> {
     on_gpu(gpu_setup::Runtime::Wgpu, false, || {
-        job.run::<burn::backend::Wgpu>(Default::default())
+        job.run::<burn_wgpu::Wgpu>(Default::default())
     })
 }
 
@@ -153,7 +153,10 @@ fn wgpu<J: Job>(_job: J) -> Result<J::Output> {
 #[cfg(feature = "cuda")]
 fn cuda<J: Job>(job: J) -> Result<J::Output> {
     on_gpu(gpu_setup::Runtime::Cuda, true, || {
-        job.run::<burn::backend::Cuda>(Default::default())
+        // Without a driver, NVRTC or the headers, cubecl and cudarc panic: say what is missing.
+        // After the set-up, which places the driver's JIT cache (read at its first cuInit).
+        gpu_setup::check_cuda()?;
+        job.run::<burn_cuda::Cuda>(Default::default())
     })
 }
 

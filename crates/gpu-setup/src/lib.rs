@@ -17,14 +17,21 @@
 //! - [`free_memory`]: a GPU's free memory where the driver tells it (CUDA), for the check that
 //!   refuses a training run that cannot fit.
 //!
+//! - [`check_cuda`]: whether the NVIDIA driver, NVRTC and the CUDA headers are there, before
+//!   cubecl starts (it panics without them).
+//!
 //! Without the `cubecl` feature (a CPU-only build) there is nothing to set up.
 
+#[cfg(target_os = "linux")]
+mod cuda_check;
 mod folder;
 mod memory;
 mod name;
 #[cfg(feature = "cubecl")]
 mod setup;
 
+#[cfg(target_os = "linux")]
+pub use cuda_check::check_cuda;
 pub use folder::{cache_root, gpu_key, CACHE_ENV};
 pub use memory::free_memory;
 pub use name::gpu_name;
@@ -124,7 +131,16 @@ pub enum SetupError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The CUDA backend cannot run here: what is missing ([`check_cuda`]).
+    #[error("CUDA unavailable: {0}")]
+    Cuda(String),
     /// cubecl was configured before, differently (only the first set-up of a process counts).
     #[error("the GPU runtime was already set up for {0}")]
     AlreadySet(String),
+}
+
+/// Elsewhere than Linux the CUDA libraries have other names: cubecl reports what it misses.
+#[cfg(not(target_os = "linux"))]
+pub fn check_cuda() -> Result<(), SetupError> {
+    Ok(())
 }

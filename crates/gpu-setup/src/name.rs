@@ -48,7 +48,7 @@ fn wgpu_name() -> Option<String> {
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
     let adapter =
-        burn::cubecl::future::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        cubecl::future::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
             compatible_surface: None,

@@ -1,11 +1,12 @@
 //! Sets cubecl's configuration once per process: the caches in the GPU's folder, optionally
 //! a compilation log to count kernels, everything else as `cubecl.toml` and `CUBECL_*` say.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use burn::cubecl::config::cache::CacheConfig;
-use burn::cubecl::config::compilation::CompilationLogLevel;
-use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+use cubecl::config::cache::CacheConfig;
+use cubecl::config::compilation::CompilationLogLevel;
+use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
 
 use crate::folder::{cache_root, gpu_key};
 use crate::name::gpu_name;
@@ -43,6 +44,9 @@ pub fn configure(runtime: Runtime, options: &Options) -> Result<Setup, SetupErro
         })
     };
     create(&dir)?;
+    if runtime == Runtime::Cuda {
+        driver_jit_cache(&dir.join("driver-jit"));
+    }
 
     // What cubecl would use by itself (cubecl.toml upwards from here, then CUBECL_*), with
     // our caches.
@@ -79,4 +83,20 @@ pub fn configure(runtime: Runtime, options: &Options) -> Result<Setup, SetupErro
     };
     *done = Some(setup.clone());
     Ok(setup)
+}
+
+/// The NVIDIA driver compiles every PTX module to machine code when it loads it, and keeps the
+/// result in a cache of its own (`CUDA_CACHE_PATH`, by default `~/.nv/ComputeCache`, at most
+/// `CUDA_CACHE_MAXSIZE` bytes, 1 GiB by default). With that cache in the GPU's folder (and the
+/// driver's largest size, 4 GiB) a warm run compiles nothing at all, NVRTC or driver, and the
+/// folder is the one thing to keep between hosts. The user's own settings win. The driver
+/// reads both at `cuInit`, so this runs before the first device.
+fn driver_jit_cache(dir: &Path) {
+    // Set before cubecl starts its threads; nothing else in strata writes the environment.
+    if std::env::var_os("CUDA_CACHE_PATH").is_none() {
+        std::env::set_var("CUDA_CACHE_PATH", dir);
+    }
+    if std::env::var_os("CUDA_CACHE_MAXSIZE").is_none() {
+        std::env::set_var("CUDA_CACHE_MAXSIZE", "4294967296");
+    }
 }

@@ -20,10 +20,10 @@ pub type Cpu = burn::backend::NdArray<f32>;
 pub type Cpu64 = burn::backend::NdArray<f64>;
 /// The GPU backend of a cross-backend test: CUDA with the `cuda` feature.
 #[cfg(feature = "cuda")]
-pub type Gpu = burn::backend::Cuda;
+pub type Gpu = burn_cuda::Cuda;
 /// The GPU backend of a cross-backend test: wgpu with the `wgpu` feature.
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-pub type Gpu = burn::backend::Wgpu;
+pub type Gpu = burn_wgpu::Wgpu;
 
 /// The backends' random generators are global: tests that draw from them hold this lock (through
 /// [`seeded`]) so that a seed always gives the same numbers, whatever else runs in parallel.
