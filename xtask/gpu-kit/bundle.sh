@@ -13,8 +13,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-.gpu}
 export CARGO_TARGET_DIR=${GPU_TARGET:-target-gpu}
-# The test binary and strata share one burn feature set, so burn compiles once.
-cargo test --release --no-run -p trainer -p cli --test backends --features trainer/test-cuda,cli/cuda,cli/wgpu 2>&1 | tail -2
+# The test binary gets the same GPU backends as strata below, so burn compiles once for both
+# (with both, the tests' `Gpu` backend is CUDA).
+cargo test --release --no-run -p trainer --test backends --features test-cuda,test-wgpu 2>&1 | tail -2
 cargo build --release -p cli --features cli/cuda,cli/wgpu 2>&1 | tail -2
 rm -rf "$out"; mkdir -p "$out"
 test_bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/backends-* | grep -v '\.d$' | head -1)

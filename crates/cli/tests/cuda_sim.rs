@@ -1,4 +1,4 @@
-//! `--backend cuda` end to end on the driver stand-in (crates/cuda-sim): NVIDIA's real NVRTC
+//! `--backend cuda` end to end on the driver stand-in (train, resume, eval, generate, bench) (crates/cuda-sim): NVIDIA's real NVRTC
 //! compiles every kernel for an H200 (sm_90a), the stand-in counts what reaches the driver and
 //! runs nothing, so these tests assert completion and counts, never values.
 //!
@@ -180,6 +180,19 @@ fn train_resume_generate_and_bench_run_on_the_stand_in() {
     assert!(get(&resumed, "kernels_compiled") <= 2, "{resumed}");
     assert_eq!(get(&resumed, "launch_errors"), 0, "{resumed}");
     assert!(Path::new(run).join("metrics.jsonl").is_file());
+
+    let eval = [
+        "eval",
+        "--backend",
+        "cuda",
+        "--checkpoint",
+        run,
+        "--data",
+        data,
+        "--json",
+    ];
+    let evaluated = counted(&eval, &cache, &report);
+    assert!(get(&evaluated, "launches") > 0, "{evaluated}");
 
     let gen = [
         "generate",

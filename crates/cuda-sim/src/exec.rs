@@ -213,7 +213,10 @@ pub unsafe extern "C" fn cuTensorMapEncodeTiled(
             && std::slice::from_raw_parts(strides, rank - 1)
                 .iter()
                 .all(|s| s % 16 == 0));
-    if address as usize % 16 != 0 || !strides_ok || boxes.iter().any(|&b| b == 0 || b > 256) {
+    if !(address as usize).is_multiple_of(16)
+        || !strides_ok
+        || boxes.iter().any(|&b| b == 0 || b > 256)
+    {
         count(&COUNTS.launch_errors, 1);
         return INVALID_VALUE;
     }
