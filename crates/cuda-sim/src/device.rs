@@ -2,10 +2,10 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
-use crate::{handle, put, report, CuResult, INVALID_DEVICE, INVALID_VALUE, NOT_FOUND, SUCCESS};
+use crate::{
+    handle, put, report, CuResult, INVALID_DEVICE, INVALID_VALUE, NAME, NOT_FOUND, SUCCESS,
+};
 
-/// The device's name, as `nvidia-smi` and `cuDeviceGetName` give it.
-pub const NAME: &str = "NVIDIA H200";
 /// Device memory: 143,771 MiB, as an H200 reports it.
 pub const TOTAL_MEMORY: u64 = 143_771 << 20;
 /// The CUDA version the driver reports (driver 580: CUDA 13.0).

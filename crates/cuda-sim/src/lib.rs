@@ -26,6 +26,9 @@ pub mod memory;
 pub mod nvrtc;
 pub mod report;
 
+/// The device's name, as `nvidia-smi` and `cuDeviceGetName` give it.
+pub const NAME: &str = "NVIDIA H200";
+
 /// The driver's status code (`CUresult`).
 pub type CuResult = u32;
 /// `CUDA_SUCCESS`.

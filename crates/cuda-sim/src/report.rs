@@ -103,7 +103,7 @@ pub fn json() -> String {
     ];
     let mut out = format!(
         "{{\"device\":\"{} (cuda-sim stand-in)\",\"nvrtc_seconds\":{:.3}",
-        crate::device::NAME,
+        crate::NAME,
         get(&c.nvrtc_nanos) as f64 * 1e-9
     );
     for (key, value) in integers {
