@@ -140,14 +140,29 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
     put(total, TOTAL_MEMORY as usize)
 }
 
+/// Counts one copy (its direction from which side is host memory, `bytes` for the ones that
+/// cross to or from the host) as work put on the stream.
+fn record_copy(src_host: bool, dst_host: bool, bytes: u64) {
+    match (src_host, dst_host) {
+        (true, false) => {
+            count(&COUNTS.htod_copies, 1);
+            count(&COUNTS.htod_bytes, bytes);
+        }
+        (false, true) => {
+            count(&COUNTS.dtoh_copies, 1);
+            count(&COUNTS.dtoh_bytes, bytes);
+        }
+        _ => count(&COUNTS.dtod_copies, 1),
+    }
+    queued();
+}
+
 /// Host to device: checked, counted, copied.
 unsafe fn htod(dst: DevicePtr, src: *const c_void, len: usize) -> CuResult {
     if !is_device_range(dst, len) {
         return INVALID_VALUE;
     }
-    count(&COUNTS.htod_copies, 1);
-    count(&COUNTS.htod_bytes, len as u64);
-    queued();
+    record_copy(true, false, len as u64);
     copy(dst as *mut u8, src as *const u8, len);
     SUCCESS
 }
@@ -157,9 +172,7 @@ unsafe fn dtoh(dst: *mut c_void, src: DevicePtr, len: usize) -> CuResult {
     if !is_device_range(src, len) {
         return INVALID_VALUE;
     }
-    count(&COUNTS.dtoh_copies, 1);
-    count(&COUNTS.dtoh_bytes, len as u64);
-    queued();
+    record_copy(false, true, len as u64);
     copy(dst as *mut u8, src as *const u8, len);
     SUCCESS
 }
@@ -168,8 +181,7 @@ unsafe fn dtod(dst: DevicePtr, src: DevicePtr, len: usize) -> CuResult {
     if !is_device_range(src, len) || !is_device_range(dst, len) {
         return INVALID_VALUE;
     }
-    count(&COUNTS.dtod_copies, 1);
-    queued();
+    record_copy(false, false, len as u64);
     copy(dst as *mut u8, src as *const u8, len);
     SUCCESS
 }
@@ -274,19 +286,7 @@ unsafe fn copy_2d(p: &Memcpy2d) -> CuResult {
     {
         return INVALID_VALUE;
     }
-    let bytes = (p.width_in_bytes * p.height) as u64;
-    match (src_host, dst_host) {
-        (true, false) => {
-            count(&COUNTS.htod_copies, 1);
-            count(&COUNTS.htod_bytes, bytes);
-        }
-        (false, true) => {
-            count(&COUNTS.dtoh_copies, 1);
-            count(&COUNTS.dtoh_bytes, bytes);
-        }
-        _ => count(&COUNTS.dtod_copies, 1),
-    }
-    queued();
+    record_copy(src_host, dst_host, (p.width_in_bytes * p.height) as u64);
     for row in 0..p.height {
         let s = src as usize + (p.src_y + row) * p.src_pitch + p.src_x_in_bytes;
         let d = dst as usize + (p.dst_y + row) * p.dst_pitch + p.dst_x_in_bytes;
