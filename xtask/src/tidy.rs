@@ -6,14 +6,11 @@ mod tests {
 
     /// The repository root (xtask's parent folder).
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("xtask sits in the repository root")
-            .to_path_buf()
+        crate::repo_root()
     }
 
     /// Every file under `dir` with one of `extensions`, skipping build outputs and the
-    /// patched copies of dependencies.
+    /// patched copies of dependencies (`third_party/`).
     fn files(dir: &Path, extensions: &[&str], out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -22,15 +19,7 @@ mod tests {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             if path.is_dir() {
-                if !matches!(
-                    name.as_str(),
-                    "target"
-                        | "cubek-matmul"
-                        | "burn-collective"
-                        | "burn-flex"
-                        | "burn-autodiff"
-                        | ".git"
-                ) {
+                if !matches!(name.as_str(), "target" | "third_party" | ".git") {
                     files(&path, extensions, out);
                 }
             } else if extensions.iter().any(|e| name.ends_with(e)) {
@@ -128,6 +117,27 @@ mod tests {
             .map(|s| s.join(" "))
             .collect();
         assert_eq!(commands, steps, ".ci/run and xtask/src/ci.rs differ");
+    }
+
+    /// Each fork under `third_party/` is its crates.io release (from cargo's registry cache,
+    /// put there by `cargo xtask forks fetch`) plus its `STRATA-PATCH.diff`, file for file.
+    #[test]
+    fn forks_are_their_release_plus_their_patch() {
+        if let Err(e) = crate::forks::check_all(&root()) {
+            panic!("{e:#}");
+        }
+        let listed: Vec<String> = std::fs::read_dir(root().join("third_party"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in &listed {
+            assert!(
+                crate::forks::FORKS.iter().any(|(n, _)| n == name),
+                "third_party/{name} is not in xtask/src/forks.rs FORKS"
+            );
+        }
     }
 
     /// The GPU kit's scripts parse (they run on a GPU host, where a typo costs the session).

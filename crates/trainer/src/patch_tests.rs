@@ -1,4 +1,4 @@
-//! Tests that the patched backend crates (`crates/burn-flex`, `crates/burn-autodiff`, see their
+//! Tests that the patched backend crates (`third_party/burn-flex`, `third_party/burn-autodiff`, see their
 //! STRATA-PATCH.md) compute what the released ones do: the one-node softmax and layer norm
 //! against their decompositions in value and gradients; sums' and means' gradients as broadcast
 //! views and a tied embedding's two gradients against values worked out by hand; and
