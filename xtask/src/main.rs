@@ -9,6 +9,7 @@ mod data;
 mod demo;
 mod forks;
 mod gpu_kit;
+mod imports;
 mod tidy;
 
 use std::path::PathBuf;

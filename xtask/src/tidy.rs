@@ -119,6 +119,33 @@ mod tests {
         assert_eq!(commands, steps, ".ci/run and xtask/src/ci.rs differ");
     }
 
+    /// No circle of imports among the modules of any crate of ours (`crate::`, `super::`,
+    /// `self::` paths and the root's re-exports; see xtask/src/imports.rs). Crates cannot form
+    /// one: cargo refuses a circle of dependencies.
+    #[test]
+    fn no_import_circles_among_our_modules() {
+        let mut crates: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("src"))
+            .filter(|p| p.is_dir())
+            .collect();
+        crates.push(root().join("xtask/src"));
+        assert!(crates.len() >= 8, "found the crates: {crates:?}");
+        let mut circles = Vec::new();
+        for src in &crates {
+            let sources = crate::imports::read_crate(src).unwrap();
+            if let Some(circle) = crate::imports::find_circle(&crate::imports::edges(&sources)) {
+                circles.push(format!("{}: {}", src.display(), circle.join(" -> ")));
+            }
+        }
+        assert!(
+            circles.is_empty(),
+            "import circles:\n{}",
+            circles.join("\n")
+        );
+    }
+
     /// Each fork under `third_party/` is its crates.io release (from cargo's registry cache,
     /// put there by `cargo xtask forks fetch`) plus its `STRATA-PATCH.diff`, file for file.
     #[test]

@@ -1,4 +1,4 @@
-//! End-to-end tests of the `strata` binary: the command-line contract (docs/reference.md §6, the README).
+//! End-to-end tests of the `strata` binary: the command-line contract (docs/reference.md §6, docs/guide.md).
 //!
 //! Long on purpose: each test runs the binary end to end, and they share the data helpers.
 

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 use serde::Serialize;
+use storage::tokenizer::TOKENIZER;
+use storage::weights::load_model;
+use storage::{checkpoint, TrainState};
 use structured_linear::{singular_values, SelfGuided, Structure, StructuredLinear};
-use trainer::checkpoint::{self, TrainState};
-use trainer::data::TOKENIZER;
 use transformer::{accounting, override_key, Place, Transformer, TransformerConfig};
 
 use crate::error::InteropError;
@@ -271,7 +272,7 @@ pub fn convert<B: Backend>(
         )));
     }
     let dir = checkpoint::resolve(from)?;
-    let (source, _) = checkpoint::load_model::<B>(&dir, device)?;
+    let (source, _) = load_model::<B>(&dir, device)?;
     let source = source.merged();
     let base = source.config().clone();
 

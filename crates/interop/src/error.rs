@@ -48,12 +48,9 @@ pub enum InteropError {
     /// The output folder already holds something.
     #[error("{} already exists (give --force to replace it)", .0.display())]
     Exists(PathBuf),
-    /// Loading or writing a strata checkpoint failed.
+    /// A strata checkpoint or tokenizer file that cannot be read or written.
     #[error(transparent)]
-    Checkpoint(#[from] trainer::TrainError),
-    /// Data or a file that could not be read or written by the data pipeline.
-    #[error(transparent)]
-    Data(#[from] trainer::DataError),
+    Storage(#[from] storage::StorageError),
     /// A model that cannot be built.
     #[error(transparent)]
     Model(#[from] transformer::ModelError),

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use serde::Serialize;
 use serde_json::json;
-use trainer::checkpoint;
-use trainer::data::{find_eot, load_tokenizer, TOKENIZER};
-use trainer::shard::write_atomic;
+use storage::tokenizer::{find_eot, load_tokenizer, TOKENIZER};
+use storage::weights::load_model;
+use storage::{checkpoint, write_atomic};
 
 use crate::error::InteropError;
 use crate::folder::{check_out, replace};
@@ -52,7 +52,7 @@ pub fn export_hf<B: Backend>(
 ) -> Result<ExportReport, InteropError> {
     check_out(out, options.force)?;
     let dir = checkpoint::resolve(from)?;
-    let (model, _) = checkpoint::load_model::<B>(&dir, device)?;
+    let (model, _) = load_model::<B>(&dir, device)?;
     let family = family_of(model.config())?;
     let merged_layers = model
         .linears()

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use serde::Serialize;
-use trainer::checkpoint::{self, TrainState};
-use trainer::data::{load_tokenizer, TOKENIZER};
+use storage::tokenizer::{load_tokenizer, TOKENIZER};
+use storage::{checkpoint, TrainState};
 use transformer::TransformerConfig;
 
 use crate::error::InteropError;

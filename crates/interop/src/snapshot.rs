@@ -47,6 +47,6 @@ pub fn load<B: Backend>(
     origin: &Path,
 ) -> Result<(), InteropError> {
     let bytes = to_safetensors(tensors, WeightType::F32, HashMap::new())?;
-    trainer::checkpoint::load_weights_from_bytes(bytes, origin, model)?;
+    storage::weights::load_weights_from_bytes(bytes, origin, model)?;
     Ok(())
 }

@@ -15,11 +15,11 @@ use interop::{
     convert, export_hf, import_hf, ConvertSpec, ExportOptions, ImportOptions, Kind, Size,
     WeightType,
 };
+use storage::checkpoint;
 use structured_linear::{singular_values, Structure};
 use test_support::backend::Cpu;
 use test_support::compare::{assert_close, values};
 use test_support::scratch::Scratch;
-use trainer::checkpoint;
 use transformer::Transformer;
 
 const FAMILIES: [&str; 3] = ["gpt2", "llama", "qwen2"];
@@ -57,7 +57,9 @@ fn device() -> burn::backend::ndarray::NdArrayDevice {
 }
 
 fn load(dir: &Path) -> Transformer<Cpu> {
-    checkpoint::load_model::<Cpu>(dir, &device()).unwrap().0
+    storage::weights::load_model::<Cpu>(dir, &device())
+        .unwrap()
+        .0
 }
 
 fn tokens(rows: &[Vec<i64>]) -> Tensor<Cpu, 2, Int> {

@@ -43,6 +43,9 @@ pub enum DataError {
     /// An invalid request.
     #[error("{0}")]
     Invalid(String),
+    /// A file written or read through the `storage` crate.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 impl DataError {
@@ -60,6 +63,9 @@ pub enum TrainError {
     /// Reading or preparing data failed.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A checkpoint, tokenizer or other file of the `storage` crate that cannot be used.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
     /// The model refused its configuration or input.
     #[error(transparent)]
     Model(#[from] transformer::ModelError),

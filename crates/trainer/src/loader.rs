@@ -11,19 +11,12 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::shard::TokenFile;
 
-/// Where the loader stands: the next window is `order(epoch)[index]`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Cursor {
-    /// Completed passes over the data.
-    pub epoch: u64,
-    /// Windows already drawn in this epoch.
-    pub index: u64,
-}
+/// Where the loader stands: the next window is `order(epoch)[index]` (saved in checkpoints).
+pub use storage::Cursor;
 
 /// Draws windows from a set of token files.
 #[derive(Debug)]

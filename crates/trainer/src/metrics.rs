@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, TrainError};
-use crate::shard::write_atomic;
+use storage::write_atomic;
 
 /// One logged optimizer step; on evaluation steps `val_loss` and `val_ppl` are set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

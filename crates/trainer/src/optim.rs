@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 use crate::optim_fused::{self, Update};
-use crate::shard::write_atomic;
+use storage::write_atomic;
 
 /// AdamW hyper-parameters, PyTorch's defaults spelled out except the weight decay (the
 /// reference recipe's 0.1).

@@ -122,6 +122,24 @@ impl Default for LossScaler {
     }
 }
 
+impl From<storage::LossScale> for LossScaler {
+    fn from(saved: storage::LossScale) -> Self {
+        Self {
+            scale: saved.scale,
+            clean_steps: saved.clean_steps,
+        }
+    }
+}
+
+impl From<LossScaler> for storage::LossScale {
+    fn from(scaler: LossScaler) -> Self {
+        Self {
+            scale: scaler.scale,
+            clean_steps: scaler.clean_steps,
+        }
+    }
+}
+
 impl LossScaler {
     /// Clean steps after which the scale doubles.
     pub const GROWTH_INTERVAL: u64 = 2000;

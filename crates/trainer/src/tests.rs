@@ -3,8 +3,9 @@
 
 use std::fs;
 
-use crate::shard::{fnv1a, tmp_path, write_atomic, HEADER_LEN};
+use crate::shard::{fnv1a, HEADER_LEN};
 use crate::{Cursor, DataError, ShardWriter, TokenFile, TokenWidth, WindowLoader};
+use storage::atomic::{tmp_path, write_atomic};
 
 fn scratch(name: &str) -> test_support::Scratch {
     test_support::Scratch::new(&format!("shard-{name}"))

@@ -28,7 +28,7 @@ use crate::peers::Peers;
 use crate::precision::LossScaler;
 use crate::readback::Pending;
 use crate::run_dir::{claim_fresh, find_resume};
-use crate::shard::write_atomic;
+use storage::write_atomic;
 
 pub use crate::eval::{evaluate, EvalResult};
 pub use crate::loss::{cross_entropy, head_cross_entropy};
@@ -246,7 +246,10 @@ pub fn train_nodes<B: AutodiffBackend>(
     let mut state = TrainState {
         seed: config.seed,
         guides: model.has_guides(),
-        loss_scale: config.precision.scaled().then(LossScaler::default),
+        loss_scale: config
+            .precision
+            .scaled()
+            .then(|| LossScaler::default().into()),
         ..TrainState::default()
     };
     if let (Some(init), None) = (&config.init, &resumed) {
@@ -311,7 +314,7 @@ pub fn train_nodes<B: AutodiffBackend>(
         device: device.clone(),
         rank: cluster.rank * devices.len(),
         peers: devices.len() * cluster.nodes,
-        scaler: state.loss_scale,
+        scaler: state.loss_scale.map(LossScaler::from),
         watch: cluster.watchdog(),
     };
     let resume_optimizer = resumed.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
@@ -357,7 +360,7 @@ pub fn train_nodes<B: AutodiffBackend>(
         state.cursor = replica.loader.cursor();
         state.alpha = plan.alpha(step);
         state.guides = replica.model.has_guides();
-        state.loss_scale = replica.scaler;
+        state.loss_scale = replica.scaler.map(Into::into);
         let now = session.elapsed().as_secs_f64();
         state.elapsed_s = elapsed_before + now;
 

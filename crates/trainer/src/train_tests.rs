@@ -310,8 +310,8 @@ fn prepare_writes_deterministic_shards_split_by_document() {
     assert_eq!((m3.train.tokens, m3.eot_id), (m.train.tokens, m.eot_id));
 }
 
-pub(crate) fn err_text<T: std::fmt::Debug>(r: Result<T, TrainError>) -> String {
-    r.unwrap_err().to_string()
+pub(crate) fn err_text<T: std::fmt::Debug, E: Into<TrainError>>(r: Result<T, E>) -> String {
+    r.map_err(Into::into).unwrap_err().to_string()
 }
 
 #[test]

@@ -7,11 +7,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::tokenizer::load_tokenizer;
 use super::MANIFEST;
 use crate::error::{DataError, TrainError};
 use crate::loader::WindowLoader;
-use crate::shard::{write_atomic, TokenFile};
+use crate::shard::TokenFile;
+use storage::tokenizer::load_tokenizer;
+use storage::write_atomic;
 
 /// On-disk layout of a split's token files.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -231,7 +232,7 @@ impl Manifest {
                 dir.join(MANIFEST).display()
             ))
         })?;
-        load_tokenizer(&dir.join(name))
+        Ok(load_tokenizer(&dir.join(name))?)
     }
 }
 

@@ -15,20 +15,8 @@ mod tokenizer;
 pub use import::import_raw;
 pub use manifest::{FileCheck, FileFormat, Manifest, Split};
 pub use prepare::{prepare, PrepareConfig};
-pub use tokenizer::{find_eot, load_tokenizer, TokenizerSource};
+pub use storage::tokenizer::{find_eot, load_tokenizer, EOT, TOKENIZER};
+pub use tokenizer::TokenizerSource;
 
 /// The manifest's file name inside a data folder.
 pub const MANIFEST: &str = "manifest.json";
-/// The tokenizer's file name inside a data folder (and a checkpoint).
-pub const TOKENIZER: &str = "tokenizer.json";
-/// The end-of-text token of tokenizers trained here.
-pub const EOT: &str = "<|endoftext|>";
-/// Names tried, in order, for the end-of-text token of a user's tokenizer.
-const EOT_CANDIDATES: &[&str] = &[
-    EOT,
-    "</s>",
-    "<eos>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-    "[SEP]",
-];

@@ -8,10 +8,12 @@ use super::manifest::{
     MANIFEST_VERSION,
 };
 use super::sources::{for_each_document, is_validation, list_sources};
-use super::tokenizer::{find_eot, load_tokenizer, train_tokenizer, TokenizerSource};
+use super::tokenizer::{train_tokenizer, TokenizerSource};
 use super::{EOT, TOKENIZER};
 use crate::error::{DataError, TrainError};
-use crate::shard::{sync_parent, tmp_path, ShardWriter};
+use crate::shard::ShardWriter;
+use storage::atomic::{sync_parent, tmp_path};
+use storage::tokenizer::{find_eot, load_tokenizer};
 
 /// What `data prepare` does.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! byte-level BPE on the training documents, and finding the end-of-text token.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
@@ -11,8 +11,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::sources::{for_each_document, is_validation, Source};
-use super::{EOT, EOT_CANDIDATES};
-use crate::error::{panic_message, TrainError};
+use crate::error::TrainError;
+use storage::tokenizer::EOT;
 
 /// Where the tokenizer comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,36 +25,6 @@ pub enum TokenizerSource {
     },
     /// Load a `tokenizer.json`.
     File(PathBuf),
-}
-
-/// Loads a `tokenizer.json`.
-pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, TrainError> {
-    if !path.is_file() {
-        return Err(TrainError::Tokenizer(format!(
-            "{} does not exist",
-            path.display()
-        )));
-    }
-    let cannot = |e: String| TrainError::Tokenizer(format!("{}: cannot load: {e}", path.display()));
-    // The tokenizers crate panics on some malformed files instead of failing: such a panic is
-    // caught (quietly) and reported as the file's error.
-    match catch_quietly(|| Tokenizer::from_file(path)) {
-        Ok(Ok(tokenizer)) => Ok(tokenizer),
-        Ok(Err(e)) => Err(cannot(e.to_string())),
-        Err(panic) => Err(cannot(format!("not a valid tokenizer ({panic})"))),
-    }
-}
-
-/// Runs `f`, turning a panic into its message without printing it (the panic hook is
-/// swapped for the call; calls are serialised, the hook being global).
-fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    out.map_err(|panic| panic_message(panic.as_ref()))
 }
 
 /// Trains a byte-level BPE (GPT-2 style: bytes as the initial alphabet, no prefix space) on the
@@ -116,22 +86,4 @@ pub(super) fn train_tokenizer(
         return Err(e);
     }
     Ok(tokenizer)
-}
-
-/// The end-of-text token of `tokenizer`: the one named, or the first of the usual names
-/// (`<|endoftext|>`, `</s>`, `<eos>`, ...) it has.
-pub fn find_eot(tokenizer: &Tokenizer, name: Option<&str>) -> Result<u32, TrainError> {
-    match name {
-        Some(n) => tokenizer.token_to_id(n).ok_or_else(|| {
-            TrainError::Tokenizer(format!("the tokenizer has no token {n:?} (--eot)"))
-        }),
-        None => EOT_CANDIDATES
-            .iter()
-            .find_map(|n| tokenizer.token_to_id(n))
-            .ok_or_else(|| {
-                TrainError::Tokenizer(format!(
-                    "the tokenizer has none of the end-of-text tokens {EOT_CANDIDATES:?}; name one with --eot"
-                ))
-            }),
-    }
 }

@@ -1,0 +1,21 @@
+//! strata's files, shared by training, evaluation, generation and the Hugging Face bridge:
+//!
+//! - [`checkpoint`]: the checkpoint folder (`model.safetensors`, `model.json`, `state.json`,
+//!   `tokenizer.json`; the trainer adds `optimizer.safetensors`), written complete-or-absent;
+//! - [`weights`]: a checkpoint's model rebuilt, its weights checked tensor by tensor;
+//! - [`TrainState`]: where a run stands (step, tokens, FLOPs, data [`Cursor`], seed, alpha);
+//! - [`tokenizer`]: loading a `tokenizer.json` and finding its end-of-text token;
+//! - [`atomic`]: atomic file writes (temporary file, fsync, rename).
+//!
+//! Every failure is a [`StorageError`] naming the file.
+
+pub mod atomic;
+pub mod checkpoint;
+mod error;
+mod state;
+pub mod tokenizer;
+pub mod weights;
+
+pub use atomic::write_atomic;
+pub use error::StorageError;
+pub use state::{Cursor, LossScale, TrainState};
