@@ -10,7 +10,44 @@
 //! test modules (`#[cfg(test)] mod tests { ... }`) are left out: test code may reach anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+/// `cargo xtask imports`: every crate's module graph checked; prints the edge counts.
+pub fn run() -> Result<()> {
+    for (src, edges) in check_all(&crate::repo_root())? {
+        println!(
+            "{}: {edges} imports among its modules, no circle",
+            src.display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks the `src` folder of every crate under `crates/` and xtask's; the error lists the
+/// circles found, one per crate.
+pub fn check_all(root: &Path) -> Result<Vec<(PathBuf, usize)>> {
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
+        .flatten()
+        .map(|e| e.path().join("src"))
+        .filter(|p| p.is_dir())
+        .collect();
+    crates.push(root.join("xtask/src"));
+    crates.sort();
+    let (mut counts, mut circles) = (Vec::new(), Vec::new());
+    for src in crates {
+        let edges = edges(&read_crate(&src)?);
+        if let Some(circle) = find_circle(&edges) {
+            circles.push(format!("{}: {}", src.display(), circle.join(" -> ")));
+        }
+        counts.push((src, edges.len()));
+    }
+    if !circles.is_empty() {
+        bail!("import circles:\n{}", circles.join("\n"));
+    }
+    Ok(counts)
+}
 
 /// Module path (`["data", "prepare"]`) -> its source text.
 pub type Sources = BTreeMap<Vec<String>, String>;

@@ -1,5 +1,5 @@
 //! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `chaos`,
-//! `cuda-sim env`, `data sotu`, `forks`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
+//! `cuda-sim env`, `data sotu`, `forks`, `imports`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
 //! `strata` binary (benchmarks are `strata bench ...`), so xtask builds without burn.
 
 mod chaos;
@@ -30,6 +30,8 @@ commands:
   forks fetch|check  put the patched dependencies' releases in cargo's cache (fetch); check
                      that each folder under third_party/ is its release plus its
                      STRATA-PATCH.diff (check; also a tidy test)
+  imports            check that no crate of ours has a circle of imports among its modules
+                     (also a tidy test)
   gpu-kit [OUT]      build the bundle a GPU host measures strata with (default .gpu/), then
                      run `bash .gpu/check.sh` there (xtask/gpu-kit/check.sh)
   demo [--compare]   the main job: fetch the corpus, train a small structured model with
@@ -54,6 +56,7 @@ fn run() -> Result<()> {
         Some("demo") => demo::run(&args[1..]),
         Some("forks") => forks::run(&args[1..]),
         Some("gpu-kit") => gpu_kit::run(&args[1..]),
+        Some("imports") => imports::run(),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
