@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::checkpoint;
-use crate::train::{self, Event, Observer, Quiet, RunOptions, Start, TrainConfig};
+use crate::run::checkpoint;
+use crate::run::train::{self, Event, Observer, Quiet, RunOptions, Start, TrainConfig};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_run};
 
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;

@@ -1,6 +1,11 @@
-//! strata's training side: data preparation (tokenizer, token shards, manifest), the
-//! memory-mapped window loader, and the training loop with self-guided training, checkpoints and
-//! exact resume.
+//! strata's training side, in four parts (one folder each):
+//!
+//! - [`data`]: preparation (tokenizer, token shards, manifest) and the memory-mapped window
+//!   loader;
+//! - [`step`]: one optimizer step (forward, fused loss, backward, clipping, AdamW), mixed
+//!   precision and the schedules;
+//! - [`distributed`]: data-parallel replicas and the multi-node all-reduce;
+//! - [`run`]: the training loop with self-guided training, checkpoints and exact resume.
 //!
 //! - [`data::prepare`]: text / JSON lines -> byte-level BPE + shards split by document;
 //! - [`WindowLoader`]: seeded, exactly resumable training windows;
@@ -8,35 +13,21 @@
 //!   schedules ([`schedule`]), FLOP ledger, `metrics.jsonl`, checkpoints ([`checkpoint`]);
 //! - [`train::evaluate`] and [`checkpoint::load_model`] for `strata eval` / `generate`.
 
-pub mod checkpoint;
-pub mod cluster;
-pub mod cluster_bench;
 pub mod data;
+pub mod distributed;
 mod error;
-mod eval;
-mod flat;
-pub mod loader;
-mod loss;
-mod memory;
-pub mod metrics;
-pub mod optim;
-mod optim_fused;
-pub mod parallel;
-mod peers;
-pub mod precision;
-pub mod profile;
-mod readback;
-mod report;
-mod run_config;
-mod run_dir;
-pub mod schedule;
-pub mod shard;
-mod step;
-pub mod train;
+pub mod run;
+pub mod step;
 
+// The parts' public modules, also at the crate's root (the paths the CLI and tests use).
+pub use data::{loader, shard};
+pub use distributed::{cluster, cluster_bench, parallel};
+pub use run::{checkpoint, metrics, train};
+pub use step::{optim, precision, profile, schedule};
+
+pub use data::loader::{Cursor, WindowLoader};
+pub use data::shard::{ShardWriter, TokenFile, TokenWidth};
 pub use error::{DataError, TrainError};
-pub use loader::{Cursor, WindowLoader};
-pub use shard::{ShardWriter, TokenFile, TokenWidth};
 
 #[cfg(test)]
 mod fault_tests;

@@ -12,12 +12,12 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor};
 use transformer::Transformer;
 
-use crate::checkpoint::{self, TrainState};
-use crate::metrics::StepRecord;
-use crate::optim::{AdamW, AdamWConfig};
-use crate::precision::{cast_params, LossScaler, Precision};
-use crate::schedule::{AlphaShape, SgtConfig, SgtMode};
-use crate::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions, Start};
+use crate::run::checkpoint::{self, TrainState};
+use crate::run::metrics::StepRecord;
+use crate::run::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions, Start};
+use crate::step::optim::{AdamW, AdamWConfig};
+use crate::step::precision::{cast_params, LossScaler, Precision};
+use crate::step::schedule::{AlphaShape, SgtConfig, SgtMode};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_model, small_run};
 use test_support::scalar;
 

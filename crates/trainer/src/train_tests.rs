@@ -16,12 +16,12 @@ use structured_linear::Structure;
 use test_support::{grammar_corpus, Scratch};
 use transformer::TransformerConfig;
 
-use crate::checkpoint;
 use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
-use crate::metrics::StepRecord;
-use crate::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
-use crate::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
-use crate::train::{self, Budget, Quiet, RunOptions, Start, TrainConfig};
+use crate::run::checkpoint;
+use crate::run::metrics::StepRecord;
+use crate::run::train::{self, Budget, Quiet, RunOptions, Start, TrainConfig};
+use crate::step::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
+use crate::step::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
 use crate::TrainError;
 
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;

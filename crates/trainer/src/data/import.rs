@@ -7,8 +7,8 @@ use super::manifest::{
     claim_output, write_manifest, FileCheck, FileFormat, Manifest, Split, MANIFEST_FORMAT,
     MANIFEST_VERSION,
 };
+use crate::data::shard::TokenFile;
 use crate::error::{DataError, TrainError};
-use crate::shard::TokenFile;
 
 /// `data import`: a data folder over existing raw uint16 token files, referenced by absolute
 /// path rather than copied: plain token streams, or with `row_len` files of independent rows

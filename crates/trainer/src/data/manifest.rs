@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::MANIFEST;
+use crate::data::loader::WindowLoader;
+use crate::data::shard::TokenFile;
 use crate::error::{DataError, TrainError};
-use crate::loader::WindowLoader;
-use crate::shard::TokenFile;
 use storage::tokenizer::load_tokenizer;
 use storage::write_atomic;
 
@@ -77,7 +77,7 @@ impl FileCheck {
         }
         Self {
             bytes: 2 * tokens as u64,
-            sample_fnv1a: crate::shard::fnv1a(&bytes),
+            sample_fnv1a: crate::data::shard::fnv1a(&bytes),
         }
     }
 }

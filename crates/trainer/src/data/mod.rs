@@ -7,8 +7,10 @@
 //! encoding streams into shards of a bounded size.
 
 mod import;
+pub mod loader;
 mod manifest;
 mod prepare;
+pub mod shard;
 mod sources;
 mod tokenizer;
 

@@ -10,8 +10,8 @@ use super::manifest::{
 use super::sources::{for_each_document, is_validation, list_sources};
 use super::tokenizer::{train_tokenizer, TokenizerSource};
 use super::{EOT, TOKENIZER};
+use crate::data::shard::ShardWriter;
 use crate::error::{DataError, TrainError};
-use crate::shard::ShardWriter;
 use storage::atomic::{sync_parent, tmp_path};
 use storage::tokenizer::{find_eot, load_tokenizer};
 

@@ -17,11 +17,11 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 
-use crate::checkpoint;
+use crate::data::shard::TokenFile;
 use crate::data::Manifest;
-use crate::optim::AdamW;
-use crate::shard::TokenFile;
-use crate::train::{self, Quiet, RunOptions, Start};
+use crate::run::checkpoint;
+use crate::run::train::{self, Quiet, RunOptions, Start};
+use crate::step::optim::AdamW;
 use crate::train_tests::{prepared, rng_lock, scratch, small_run};
 
 mod mutate;

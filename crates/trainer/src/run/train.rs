@@ -5,8 +5,8 @@
 //!
 //! The run folder holds `config.json` ([`TrainConfig`]), `metrics.jsonl`, `loss.svg` and
 //! `checkpoints/step-*/`. Library code never prints: progress goes to an [`Observer`].
-//! The step primitives live in [`crate::step`], the settings in [`crate::run_config`], the run
-//! folder in [`crate::run_dir`] and validation in [`crate::eval`]; they are re-exported here.
+//! The step primitives live in [`crate::step`], the settings in [`crate::run::run_config`], the run
+//! folder in [`crate::run::run_dir`] and validation in [`crate::run::eval`]; they are re-exported here.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,27 +16,27 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use transformer::{accounting, Transformer};
 
-use crate::checkpoint::{self, TrainState};
-use crate::cluster::{agreement, Cluster};
 use crate::data::Manifest;
+use crate::distributed::cluster::{agreement, Cluster};
+use crate::distributed::parallel::{Replica, StepContext};
+use crate::distributed::peers::Peers;
 use crate::error::TrainError;
-use crate::memory::check_memory;
-use crate::metrics::{loss_svg, MetricsLog, StepRecord};
-use crate::optim::AdamW;
-use crate::parallel::{Replica, StepContext};
-use crate::peers::Peers;
-use crate::precision::LossScaler;
-use crate::readback::Pending;
-use crate::run_dir::{claim_fresh, find_resume};
+use crate::run::checkpoint::{self, TrainState};
+use crate::run::memory::check_memory;
+use crate::run::metrics::{loss_svg, MetricsLog, StepRecord};
+use crate::run::run_dir::{claim_fresh, find_resume};
+use crate::step::optim::AdamW;
+use crate::step::precision::LossScaler;
+use crate::step::readback::Pending;
 use storage::write_atomic;
 
-pub use crate::eval::{evaluate, EvalResult};
-pub use crate::loss::{cross_entropy, head_cross_entropy};
-pub use crate::memory::MemoryLimit;
-pub use crate::report::{Event, Observer, Quiet, Summary};
-pub use crate::run_config::{Budget, TrainConfig};
-pub use crate::run_dir::{check_run_model, read_run_config, RunDir};
-pub use crate::step::{
+pub use crate::run::eval::{evaluate, EvalResult};
+pub use crate::run::memory::MemoryLimit;
+pub use crate::run::report::{Event, Observer, Quiet, Summary};
+pub use crate::run::run_config::{Budget, TrainConfig};
+pub use crate::run::run_dir::{check_run_model, read_run_config, RunDir};
+pub use crate::step::loss::{cross_entropy, head_cross_entropy};
+pub use crate::step::primitives::{
     apply_update, batch_tensors, check_ids, micro_step, step_seed, Compute, Update,
 };
 
@@ -49,7 +49,7 @@ pub enum Start {
     /// [`RunOptions::force`]).
     Fresh(TrainConfig),
     /// Continue the run in the folder from its newest checkpoint, with the settings saved in
-    /// its `config.json` (see [`crate::run_dir::check_run_model`] to refuse another model).
+    /// its `config.json` (see [`crate::run::run_dir::check_run_model`] to refuse another model).
     Resume,
 }
 
@@ -117,7 +117,7 @@ pub fn train<B: AutodiffBackend>(
 }
 
 /// Trains (or resumes) the run in `out` data-parallel over `devices` (one replica each; see
-/// [`crate::parallel`]), reporting to `observer`. The run's `devices` setting must match.
+/// [`crate::distributed::parallel`]), reporting to `observer`. The run's `devices` setting must match.
 pub fn train_on<B: AutodiffBackend>(
     start: Start,
     out: &Path,
@@ -128,7 +128,7 @@ pub fn train_on<B: AutodiffBackend>(
     train_nodes::<B>(start, out, options, devices, &Cluster::single(), observer)
 }
 
-/// [`train_on`] as node `cluster.rank` of `cluster.nodes` (see [`crate::cluster`]): every node
+/// [`train_on`] as node `cluster.rank` of `cluster.nodes` (see [`crate::distributed::cluster`]): every node
 /// runs this with the same settings and its own `devices`, and evaluates when the run does;
 /// node 0 alone logs and writes the checkpoints into `out` (a folder every node can read, for
 /// `--resume`). The run's `nodes` and `devices` settings must match.

@@ -18,7 +18,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
-use crate::optim_fused::{self, Update};
+use crate::step::optim_fused::{self, Update};
 use storage::write_atomic;
 
 /// AdamW hyper-parameters, PyTorch's defaults spelled out except the weight decay (the
@@ -443,7 +443,7 @@ pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     impl<AB: AutodiffBackend> ModuleVisitor<AB> for SumSquares<'_, AB::InnerBackend> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
-                let s = match crate::optim_fused::sum_squares(g) {
+                let s = match crate::step::optim_fused::sum_squares(g) {
                     Ok(s) => s,
                     Err(g) => (g.clone() * g).sum(),
                 };

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use transformer::TransformerConfig;
 
 use crate::error::TrainError;
-use crate::optim::AdamWConfig;
-use crate::precision::Precision;
-use crate::schedule::{LrSchedule, Plan, SgtConfig};
+use crate::step::optim::AdamWConfig;
+use crate::step::precision::Precision;
+use crate::step::schedule::{LrSchedule, Plan, SgtConfig};
 
 /// How long to train.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct TrainConfig {
     #[serde(default = "one")]
     pub devices: usize,
     /// Nodes (machines or processes) of a multi-node run, each with `devices` replicas: the
-    /// global batch is `batch_size * grad_accum * devices * nodes` (see [`crate::cluster`]).
+    /// global batch is `batch_size * grad_accum * devices * nodes` (see [`crate::distributed::cluster`]).
     #[serde(default = "one")]
     pub nodes: usize,
     /// Steps whose loss or gradients are not finite that may be skipped (no update; the run

@@ -237,13 +237,17 @@ impl Cluster {
 
 /// A fingerprint of what every node must agree on: the settings (but the data and init
 /// paths, which may be mounted elsewhere), the step to start at, the model's size.
-pub(crate) fn agreement(config: &crate::run_config::TrainConfig, step: u64, params: usize) -> u64 {
+pub(crate) fn agreement(
+    config: &crate::run::run_config::TrainConfig,
+    step: u64,
+    params: usize,
+) -> u64 {
     let mut shared = config.clone();
     shared.data = std::path::PathBuf::new();
     shared.init = None;
     let mut text = serde_json::to_string(&shared).expect("plain config");
     text.push_str(&format!("|{step}|{params}"));
-    crate::shard::fnv1a(text.as_bytes())
+    crate::data::shard::fnv1a(text.as_bytes())
 }
 
 /// A collective operation's failure as a training error.

@@ -1,12 +1,12 @@
 //! What a training run tells its caller: [`Event`]s while it runs (to an [`Observer`]; library
-//! code never prints) and the [`Summary`] at its end. Re-exported by [`crate::train`].
+//! code never prints) and the [`Summary`] at its end. Re-exported by [`crate::run::train`].
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::StepRecord;
-use crate::schedule::Plan;
+use crate::run::metrics::StepRecord;
+use crate::step::schedule::Plan;
 
 /// Progress of a run, for whoever displays it.
 #[derive(Debug)]
@@ -67,7 +67,7 @@ pub struct Summary {
     /// Whether the time limit, `stop_at_step` or a stop request ended the run before its last
     /// step.
     pub stopped_early: bool,
-    /// Whether a stop request ([`crate::train::RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
+    /// Whether a stop request ([`crate::run::train::RunOptions::stop`], e.g. SIGINT/SIGTERM) ended it.
     #[serde(default)]
     pub interrupted: bool,
     /// The last checkpoint.

@@ -5,10 +5,10 @@ use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 use transformer::Transformer;
 
+use crate::data::loader::WindowLoader;
 use crate::error::TrainError;
-use crate::loader::WindowLoader;
-use crate::loss::cross_entropy;
-use crate::step::{batch_tensors, check_ids};
+use crate::step::loss::cross_entropy;
+use crate::step::primitives::{batch_tensors, check_ids};
 
 /// Validation result.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]

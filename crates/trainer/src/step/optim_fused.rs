@@ -209,7 +209,7 @@ mod tests {
     use burn::tensor::backend::Backend;
     use burn::tensor::{Tensor, TensorData};
 
-    use crate::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
+    use crate::step::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
 
     type AB = Autodiff<Flex>;
 

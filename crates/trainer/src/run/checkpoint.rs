@@ -15,7 +15,7 @@ use crate::error::TrainError;
 pub fn save<B: burn::tensor::backend::AutodiffBackend>(
     dir: &Path,
     model: &Transformer<B>,
-    optimizer: &crate::optim::AdamW<B::InnerBackend>,
+    optimizer: &crate::step::optim::AdamW<B::InnerBackend>,
     state: &TrainState,
     tokenizer: Option<&Path>,
     keep: usize,

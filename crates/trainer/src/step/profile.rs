@@ -2,8 +2,8 @@
 //! forward pass with the loss, the backward pass, the global gradient norm with the clipping
 //! factor, and the AdamW update. The device is synchronised after each phase, so on an eager
 //! backend (the CPU ones) each time is that phase's own; on a GPU the synchronisations remove
-//! the overlap a normal step has. The phases are the ones [`crate::step::micro_step`] and
-//! [`crate::step::apply_update`] run, in the same order.
+//! the overlap a normal step has. The phases are the ones [`crate::step::primitives::micro_step`] and
+//! [`crate::step::primitives::apply_update`] run, in the same order.
 
 use std::time::Instant;
 
@@ -14,8 +14,8 @@ use serde::Serialize;
 use transformer::Transformer;
 
 use crate::error::TrainError;
-use crate::optim::{clip_scale, global_grad_norm, AdamW};
-use crate::step::{batch_tensors, check_ids, loss_of, Compute};
+use crate::step::optim::{clip_scale, global_grad_norm, AdamW};
+use crate::step::primitives::{batch_tensors, check_ids, loss_of, Compute};
 
 /// Seconds spent in each phase of one step.
 #[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]

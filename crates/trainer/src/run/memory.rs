@@ -6,7 +6,7 @@
 use transformer::accounting;
 
 use crate::error::TrainError;
-use crate::run_config::TrainConfig;
+use crate::run::run_config::TrainConfig;
 
 /// Memory available to a run, for the check before its first step.
 #[derive(Clone, Copy, Debug)]

@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::data::shard::TokenFile;
 use crate::error::DataError;
-use crate::shard::TokenFile;
 
 /// Where the loader stands: the next window is `order(epoch)[index]` (saved in checkpoints).
 pub use storage::Cursor;

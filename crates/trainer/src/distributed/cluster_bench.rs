@@ -1,6 +1,6 @@
 //! The cost of the multi-node gradient all-reduce alone: every node all-reduces (mean) a buffer
 //! of `floats` f32 values, the size of a model's gradients, through the same path as training
-//! ([`crate::cluster`]: burn's collective, a ring between the nodes), and times each call.
+//! ([`crate::distributed::cluster`]: burn's collective, a ring between the nodes), and times each call.
 
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use burn::collective::{self, PeerId, ReduceOperation};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::cluster::{arm, collective_error, finish, register, Cluster};
+use crate::distributed::cluster::{arm, collective_error, finish, register, Cluster};
 use crate::error::TrainError;
 
 /// Seconds of each of `repeats` all-reduces of `floats` values (after one untimed warm-up),

@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, Transaction};
 
 use crate::error::TrainError;
-use crate::metrics::StepRecord;
+use crate::run::metrics::StepRecord;
 
 /// Host time after which pending steps are read even when nothing else asks for it.
 pub const READ_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,5 +1,5 @@
 //! The replicas on a node's further devices, each on its own thread, following the first
-//! device's steps ([`crate::parallel`] has the step): started forked from the first replica,
+//! device's steps ([`crate::distributed::parallel`] has the step): started forked from the first replica,
 //! registered with burn's collective (and, over several nodes, its global level), told each
 //! step's number, and finished or aborted together.
 
@@ -10,11 +10,11 @@ use burn::collective;
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::cluster::{finish, register, Cluster, Watchdog};
+use crate::data::loader::WindowLoader;
+use crate::distributed::cluster::{finish, register, Cluster, Watchdog};
+use crate::distributed::parallel::{Replica, StepContext};
 use crate::error::TrainError;
-use crate::loader::WindowLoader;
-use crate::optim::AdamW;
-use crate::parallel::{Replica, StepContext};
+use crate::step::optim::AdamW;
 
 /// The replicas on devices 1.. of a data-parallel run, each on its own thread.
 pub(crate) struct Peers {

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint;
 use crate::error::{DataError, TrainError};
+use crate::run::checkpoint;
 use transformer::TransformerConfig;
 
-use crate::run_config::TrainConfig;
+use crate::run::run_config::TrainConfig;
 
 /// Files of a run folder.
 pub struct RunDir(PathBuf);

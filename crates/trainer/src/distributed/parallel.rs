@@ -4,15 +4,15 @@
 //! Every device holds a replica: the same weights (forked from the first device's model, so the
 //! parameter ids match) and its own AdamW state. Each micro-batch of `batch_size * devices`
 //! sequences is split in device order; every replica computes the gradients of its share, the
-//! gradients are averaged in one flat buffer ([`crate::flat`], one all-reduce per step), and
+//! gradients are averaged in one flat buffer ([`crate::distributed::flat`], one all-reduce per step), and
 //! every replica applies the same update, so the replicas stay equal without broadcasting
 //! weights. The loss and the FLOPs of the step are summed over the peers the same way. The
 //! first device also evaluates, logs and writes checkpoints; the others run on threads of
-//! their own ([`crate::peers`]) and follow the step numbers it sends them.
+//! their own ([`crate::distributed::peers`]) and follow the step numbers it sends them.
 //!
 //! With one device there is no collective at all: [`Replica::step`] is the whole step.
 //!
-//! Over several nodes ([`crate::cluster`]) the same holds with global ranks: replica `d` of node
+//! Over several nodes ([`crate::distributed::cluster`]) the same holds with global ranks: replica `d` of node
 //! `n` is rank `n * devices + d` of `nodes * devices`, the collective reaches the other nodes
 //! through burn's global level, and every wait on them is watched. The step's first all-reduce
 //! also carries each node's wish to stop (a signal, a time limit), so all nodes stop after the
@@ -28,14 +28,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
-use crate::cluster::{arm, collective_error, Watchdog};
+use crate::data::loader::WindowLoader;
+use crate::distributed::cluster::{arm, collective_error, Watchdog};
 use crate::error::{panic_message, TrainError};
-use crate::loader::WindowLoader;
-use crate::optim::AdamW;
-use crate::precision::LossScaler;
-use crate::run_config::TrainConfig;
-use crate::schedule::{LrSchedule, Plan};
-use crate::step::{apply_update, cursor_at, micro_step, step_seed, Compute};
+use crate::run::run_config::TrainConfig;
+use crate::step::optim::AdamW;
+use crate::step::precision::LossScaler;
+use crate::step::primitives::{apply_update, cursor_at, micro_step, step_seed, Compute};
+use crate::step::schedule::{LrSchedule, Plan};
 
 /// What a step needs besides the replica; the same on every device.
 #[derive(Clone, Debug)]
@@ -99,7 +99,7 @@ impl<B: AutodiffBackend> Replica<B> {
                 when: step.map_or("before the first step".into(), |s| {
                     format!("in step {}", s + 1)
                 }),
-                problem: crate::cluster::describe(&e),
+                problem: crate::distributed::cluster::describe(&e),
             },
             None => collective_error(e),
         }
@@ -216,9 +216,12 @@ impl<B: AutodiffBackend> Replica<B> {
         let _armed = arm(&self.watch, || {
             format!("step {}'s gradient all-reduce", step + 1)
         });
-        local.grads =
-            crate::flat::all_reduce_mean(&self.model, local.grads, PeerId::from(self.rank))
-                .map_err(|e| self.all_reduce_failed(Some(step), e))?;
+        local.grads = crate::distributed::flat::all_reduce_mean(
+            &self.model,
+            local.grads,
+            PeerId::from(self.rank),
+        )
+        .map_err(|e| self.all_reduce_failed(Some(step), e))?;
         local.loss_sum = Tensor::from_floats([loss_sum as f32], &self.device);
         local.flops = gflops * 1e9;
         local.stop = stops > 0.0;

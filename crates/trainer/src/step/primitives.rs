@@ -8,11 +8,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use transformer::Transformer;
 
+use crate::data::loader::Cursor;
 use crate::error::{DataError, TrainError};
-use crate::loader::Cursor;
-use crate::loss::head_cross_entropy;
-use crate::optim::{clip_scale, global_grad_norm, AdamW};
-use crate::precision::Precision;
+use crate::step::loss::head_cross_entropy;
+use crate::step::optim::{clip_scale, global_grad_norm, AdamW};
+use crate::step::precision::Precision;
 
 /// Refuses windows holding a token id the model's embedding cannot index (a data file that
 /// changed after it was checked): an error naming the id, never an out-of-bounds lookup. One

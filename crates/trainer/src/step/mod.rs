@@ -1,0 +1,12 @@
+//! One training step: its primitives (batches, a micro-batch's forward and backward, the clipped
+//! AdamW update), the loss, the optimizer, mixed precision, the schedules advanced once per
+//! step, the batched read-back of step results, and a step timed by phase.
+
+pub(crate) mod loss;
+pub mod optim;
+mod optim_fused;
+pub mod precision;
+pub(crate) mod primitives;
+pub mod profile;
+pub(crate) mod readback;
+pub mod schedule;
