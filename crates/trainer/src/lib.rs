@@ -1,4 +1,4 @@
-//! strata's training side, in four parts (one folder each):
+//! strata's training side: a run's settings ([`config`]) and four parts (one folder each):
 //!
 //! - [`data`]: preparation (tokenizer, token shards, manifest) and the memory-mapped window
 //!   loader;
@@ -13,6 +13,7 @@
 //!   schedules ([`schedule`]), FLOP ledger, `metrics.jsonl`, checkpoints ([`checkpoint`]);
 //! - [`train::evaluate`] and [`checkpoint::load_model`] for `strata eval` / `generate`.
 
+pub mod config;
 pub mod data;
 pub mod distributed;
 mod error;

@@ -237,11 +237,7 @@ impl Cluster {
 
 /// A fingerprint of what every node must agree on: the settings (but the data and init
 /// paths, which may be mounted elsewhere), the step to start at, the model's size.
-pub(crate) fn agreement(
-    config: &crate::run::run_config::TrainConfig,
-    step: u64,
-    params: usize,
-) -> u64 {
+pub(crate) fn agreement(config: &crate::config::TrainConfig, step: u64, params: usize) -> u64 {
     let mut shared = config.clone();
     shared.data = std::path::PathBuf::new();
     shared.init = None;

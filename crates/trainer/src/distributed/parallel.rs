@@ -28,10 +28,10 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use transformer::Transformer;
 
+use crate::config::TrainConfig;
 use crate::data::loader::WindowLoader;
 use crate::distributed::cluster::{arm, collective_error, Watchdog};
 use crate::error::{panic_message, TrainError};
-use crate::run::run_config::TrainConfig;
 use crate::step::optim::AdamW;
 use crate::step::precision::LossScaler;
 use crate::step::primitives::{apply_update, cursor_at, micro_step, step_seed, Compute};

@@ -5,8 +5,8 @@
 
 use transformer::accounting;
 
+use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::run::run_config::TrainConfig;
 
 /// Memory available to a run, for the check before its first step.
 #[derive(Clone, Copy, Debug)]

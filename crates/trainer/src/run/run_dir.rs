@@ -7,7 +7,7 @@ use crate::error::{DataError, TrainError};
 use crate::run::checkpoint;
 use transformer::TransformerConfig;
 
-use crate::run::run_config::TrainConfig;
+use crate::config::TrainConfig;
 
 /// Files of a run folder.
 pub struct RunDir(PathBuf);

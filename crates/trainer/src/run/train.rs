@@ -5,7 +5,7 @@
 //!
 //! The run folder holds `config.json` ([`TrainConfig`]), `metrics.jsonl`, `loss.svg` and
 //! `checkpoints/step-*/`. Library code never prints: progress goes to an [`Observer`].
-//! The step primitives live in [`crate::step`], the settings in [`crate::run::run_config`], the run
+//! The step primitives live in [`crate::step`], the settings in [`crate::config`], the run
 //! folder in [`crate::run::run_dir`] and validation in [`crate::run::eval`]; they are re-exported here.
 
 use std::path::Path;
@@ -24,16 +24,16 @@ use crate::error::TrainError;
 use crate::run::checkpoint::{self, TrainState};
 use crate::run::memory::check_memory;
 use crate::run::metrics::{loss_svg, MetricsLog, StepRecord};
+use crate::run::readback::Pending;
 use crate::run::run_dir::{claim_fresh, find_resume};
 use crate::step::optim::AdamW;
 use crate::step::precision::LossScaler;
-use crate::step::readback::Pending;
 use storage::write_atomic;
 
+pub use crate::config::{Budget, TrainConfig};
 pub use crate::run::eval::{evaluate, EvalResult};
 pub use crate::run::memory::MemoryLimit;
 pub use crate::run::report::{Event, Observer, Quiet, Summary};
-pub use crate::run::run_config::{Budget, TrainConfig};
 pub use crate::run::run_dir::{check_run_model, read_run_config, RunDir};
 pub use crate::step::loss::{cross_entropy, head_cross_entropy};
 pub use crate::step::primitives::{

@@ -1,6 +1,6 @@
 //! One training step: its primitives (batches, a micro-batch's forward and backward, the clipped
 //! AdamW update), the loss, the optimizer, mixed precision, the schedules advanced once per
-//! step, the batched read-back of step results, and a step timed by phase.
+//! step, and a step timed by phase.
 
 pub(crate) mod loss;
 pub mod optim;
@@ -8,5 +8,4 @@ mod optim_fused;
 pub mod precision;
 pub(crate) mod primitives;
 pub mod profile;
-pub(crate) mod readback;
 pub mod schedule;

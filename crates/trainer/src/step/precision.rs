@@ -5,7 +5,7 @@
 //! compute type *inside* the autodiff graph ([`cast_params`]). The cast's backward casts the
 //! gradients back, so they arrive at the f32 weights in f32 and accumulate there. Attention
 //! scores are normalised in f32 (the transformer does it for half inputs) and the loss is taken
-//! in f32 ([`crate::run::train::cross_entropy`], [`crate::run::train::head_cross_entropy`]).
+//! in f32 ([`crate::step::loss::cross_entropy`], [`crate::step::loss::head_cross_entropy`]).
 //!
 //! f16 has a narrow exponent range, so its gradients go through dynamic loss scaling
 //! ([`LossScaler`], PyTorch's `GradScaler` defaults): the loss is multiplied by the scale before
