@@ -348,6 +348,7 @@ pub fn run_training(
             None
         },
         memory: crate::memory::limit(args.backend),
+        faults: None,
     };
     // A resumed run keeps its device count unless --devices says otherwise.
     let devices = match (args.devices, args.resume) {

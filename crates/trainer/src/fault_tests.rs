@@ -3,6 +3,7 @@
 //! before its first checkpoint, half-written checkpoint folders, and files that cannot be
 //! written. Each ends with the run resumable and its log equal to an uninterrupted run's.
 
+use crate::run::train::FaultPlan;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,7 +75,10 @@ fn non_finite_gradients_stop_the_run_at_their_step_or_are_skipped_when_allowed()
     let mut config = small_run(&data, 6);
     config.checkpoint_every = 2;
     let poisoned = RunOptions {
-        poison_grads_at: Some(2), // the third step
+        faults: Some(std::sync::Arc::new(FaultPlan {
+            nan_gradients_at: Some(2), // the third step
+            ..FaultPlan::default()
+        })),
         ..RunOptions::default()
     };
 
@@ -84,7 +88,7 @@ fn non_finite_gradients_stop_the_run_at_their_step_or_are_skipped_when_allowed()
     let err = err_text(train::train::<TB>(
         Start::Fresh(config.clone()),
         &stopped,
-        poisoned,
+        poisoned.clone(),
         &Default::default(),
         &mut Quiet,
     ));
@@ -281,7 +285,7 @@ fn requests_that_cannot_fit_are_refused_before_the_first_step() {
     let e = err_text(train::train_on::<TB>(
         Start::Fresh(two),
         &out,
-        fits_one,
+        fits_one.clone(),
         &devices,
         &mut Quiet,
     ));

@@ -2,6 +2,7 @@
 //! CPU's burn-flex backend, and of data-parallel training on replicas sharing the CPU device
 //! (burn's collective all-reduce), against single-device f32 runs.
 
+use crate::run::train::FaultPlan;
 use std::fs;
 use std::path::Path;
 
@@ -346,7 +347,10 @@ fn a_failing_data_parallel_replica_stops_every_replica_with_its_error() {
     for rank in [1, 0] {
         let (config, out) = (config.clone(), dir.join(format!("fail-{rank}")));
         let options = RunOptions {
-            fail_at: Some((rank, 1)),
+            faults: Some(std::sync::Arc::new(FaultPlan {
+                panic_at: Some((rank, 1)),
+                ..FaultPlan::default()
+            })),
             ..RunOptions::default()
         };
         // A replica that never joined the all-reduce would leave the others waiting forever.

@@ -4,6 +4,7 @@
 //!
 //! Long on purpose: the training loop's end-to-end tests share one prepared corpus and helpers.
 
+use crate::run::train::FaultPlan;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -710,7 +711,10 @@ fn a_non_finite_loss_is_caught_when_read_and_never_checkpointed() {
     let mut config = small_run(&data, 6);
     config.checkpoint_every = 2;
     let options = RunOptions {
-        poison_at: Some(2), // the third step
+        faults: Some(std::sync::Arc::new(FaultPlan {
+            nan_loss_at: Some(2), // the third step
+            ..FaultPlan::default()
+        })),
         ..RunOptions::default()
     };
     let _lock = rng_lock();

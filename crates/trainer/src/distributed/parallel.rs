@@ -19,6 +19,7 @@
 //! same step.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use burn::collective::{self, PeerId, ReduceOperation};
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -32,6 +33,7 @@ use crate::config::TrainConfig;
 use crate::data::loader::WindowLoader;
 use crate::distributed::cluster::{arm, collective_error, Watchdog};
 use crate::error::{panic_message, TrainError};
+use crate::step::faults::FaultHook;
 use crate::step::optim::AdamW;
 use crate::step::precision::LossScaler;
 use crate::step::primitives::{apply_update, cursor_at, micro_step, step_seed, Compute};
@@ -45,12 +47,8 @@ pub(crate) struct StepContext {
     pub lr: LrSchedule,
     /// FLOPs per token of everything but the linear layers (scores, head).
     pub fixed_per_token: u64,
-    /// Tests: the replica of this rank panics in this (0-based) step.
-    #[cfg(test)]
-    pub fail_at: Option<(usize, u64)>,
-    /// Tests: the gradients of this (0-based) step are NaN.
-    #[cfg(test)]
-    pub poison_grads_at: Option<u64>,
+    /// Faults to inject (tests of what a run does when a step goes wrong).
+    pub faults: Option<Arc<dyn FaultHook>>,
 }
 
 /// What a step did (summed over all devices). The loss and the gradient norm stay on the
@@ -131,15 +129,17 @@ impl<B: AutodiffBackend> Replica<B> {
         stop: bool,
     ) -> Result<(Self, StepOutcome<B::InnerBackend>), TrainError> {
         let config = &ctx.config;
-        #[allow(unused_mut)] // a test hook poisons it
         let mut compute = Compute {
             precision: config.precision,
             loss_scale: self.scaler.map_or(1.0, |s| s.scale),
             skip_nonfinite: config.skip_nonfinite > 0,
         };
-        // Tests: a NaN loss scale makes every gradient of this step NaN (the loss stays finite).
-        #[cfg(test)]
-        if ctx.poison_grads_at == Some(step) {
+        // A NaN loss scale makes every gradient of this step NaN (the loss stays finite).
+        if ctx
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.poison_gradients(step))
+        {
             compute.loss_scale = f64::NAN;
         }
         let local = if self.peers > 1 {
@@ -243,8 +243,11 @@ impl<B: AutodiffBackend> Replica<B> {
             self.model.drop_guides();
             self.optim.retain_params(&self.model);
         }
-        #[cfg(test)]
-        if ctx.fail_at == Some((self.rank, step)) {
+        if ctx
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.replica_panics(self.rank, step))
+        {
             panic!("injected failure");
         }
         let windows = self.loader.windows();

@@ -99,10 +99,10 @@ impl Peers {
     /// After the first device's step failed with `error`: lets the peers end (they failed the
     /// same step) and returns the error that says why, a peer's own when `error` only says
     /// that a peer failed.
-    pub fn abort(self, error: TrainError) -> TrainError {
-        drop(self.steps);
+    pub fn abort(&mut self, error: TrainError) -> TrainError {
+        self.steps.clear();
         let mut own = None;
-        for h in self.handles {
+        for h in self.handles.drain(..) {
             match h.join() {
                 Err(_) => {
                     own.get_or_insert(TrainError::PeerGone("panicked"));
@@ -120,13 +120,13 @@ impl Peers {
     }
 
     /// Lets the peers finish and waits for them; the first error of any of them.
-    pub fn finish<B: AutodiffBackend>(self) -> Result<(), TrainError> {
+    pub fn finish<B: AutodiffBackend>(&mut self) -> Result<(), TrainError> {
         let Some(rank) = self.rank else {
             return Ok(());
         };
-        drop(self.steps);
+        self.steps.clear();
         let mut first_error = finish::<B::InnerBackend>(rank, &self.watch).err();
-        for h in self.handles {
+        for h in self.handles.drain(..) {
             let result = h.join().unwrap_or(Err(TrainError::PeerGone("panicked")));
             if let Err(e) = result {
                 first_error.get_or_insert(e);

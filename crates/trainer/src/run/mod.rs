@@ -3,11 +3,14 @@
 //! caller, validation, and the memory check made before it starts. Its settings are
 //! [`crate::config`].
 
+pub(crate) mod cadence;
 pub mod checkpoint;
 pub(crate) mod eval;
 pub(crate) mod memory;
 pub mod metrics;
+pub(crate) mod open;
 pub(crate) mod readback;
 pub(crate) mod report;
 pub(crate) mod run_dir;
+pub(crate) mod session;
 pub mod train;

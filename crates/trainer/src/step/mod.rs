@@ -2,6 +2,7 @@
 //! AdamW update), the loss, the optimizer, mixed precision, the schedules advanced once per
 //! step, and a step timed by phase.
 
+pub mod faults;
 pub(crate) mod loss;
 pub mod optim;
 mod optim_fused;

@@ -1,0 +1,356 @@
+//! Opening a run: its settings (fresh, or saved in the folder when resuming) checked against
+//! the devices and nodes given, its data, its folder, its model (seeded, from `--init`, or from
+//! the checkpoint it resumes), and the replicas on the other devices. Every request that cannot
+//! be met and every data problem fails before the folder is touched.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use transformer::{accounting, Transformer};
+
+use crate::config::TrainConfig;
+use crate::data::loader::WindowLoader;
+use crate::data::Manifest;
+use crate::distributed::cluster::{agreement, Cluster};
+use crate::distributed::parallel::{Replica, StepContext};
+use crate::distributed::peers::Peers;
+use crate::error::TrainError;
+use crate::run::cadence::Cadence;
+use crate::run::checkpoint::{self, TrainState};
+use crate::run::memory::check_memory;
+use crate::run::metrics::MetricsLog;
+use crate::run::readback::Pending;
+use crate::run::report::{Event, Observer};
+use crate::run::run_dir::{claim_fresh, find_resume, RunDir};
+use crate::run::session::Run;
+use crate::run::train::{self, RunOptions};
+use crate::step::optim::AdamW;
+use crate::step::precision::LossScaler;
+use storage::write_atomic;
+
+/// The run's settings: given, or read from the folder to resume (with its newest checkpoint).
+struct Settings {
+    config: TrainConfig,
+    resume_from: Option<PathBuf>,
+    resuming: bool,
+}
+
+/// The run's data: a loader per device, the validation split, the tokenizer file.
+struct Data {
+    loader: WindowLoader,
+    peer_loaders: Vec<WindowLoader>,
+    val_loader: WindowLoader,
+    tokenizer: Option<PathBuf>,
+}
+
+impl<'c, B: AutodiffBackend> Run<'c, B> {
+    /// Opens the run in `out` on this node's `devices`, as node `cluster.rank`; tells
+    /// `observer` it has started before waiting on the other devices and nodes.
+    pub fn open(
+        start: train::Start,
+        out: &Path,
+        options: &RunOptions,
+        devices: &[B::Device],
+        cluster: &'c Cluster,
+        observer: &mut dyn Observer,
+    ) -> Result<Self, TrainError> {
+        cluster.validate()?;
+        let dir = RunDir::new(out);
+        let lead = cluster.rank == 0;
+        let Settings {
+            config,
+            resume_from,
+            resuming,
+        } = settings::<B>(start, &dir, options, devices, cluster)?;
+        let data = open_data(&config, devices.len(), cluster.nodes)?;
+        // The checkpoint to start from must be there before the folder is touched.
+        if let (Some(init), false) = (&config.init, resuming) {
+            checkpoint::resolve(init)?;
+        }
+        // Node 0 owns the folder; the others only read a checkpoint from it to resume. It
+        // removes the checkpoint folders a killed run left half-written.
+        if lead {
+            if !resuming {
+                claim_fresh(&dir, options.force)?;
+            }
+            checkpoint::remove_partial(&dir.checkpoints());
+        }
+        let plan = config.plan()?;
+        let device = &devices[0];
+        let Opened {
+            model,
+            optim,
+            state,
+        } = model_and_state::<B>(&config, &dir, &resume_from, device)?;
+        if resume_from.is_some() && state.step >= plan.total_steps {
+            return Err(TrainError::NothingToResume {
+                dir: dir.root().to_path_buf(),
+                why: format!("is complete ({} steps)", state.step),
+            });
+        }
+        if !resuming && lead {
+            let json = serde_json::to_string_pretty(&config).expect("plain config");
+            write_atomic(&dir.config(), json.as_bytes())?;
+        }
+        let metrics = match lead {
+            true => Some(MetricsLog::open(
+                &dir.metrics(),
+                resuming.then_some(state.step),
+            )?),
+            false => None,
+        };
+        observer.event(Event::Started {
+            plan: &plan,
+            start_step: state.step,
+            params: model.num_params(),
+        });
+        // FLOPs of everything but the linear layers (scores, head), per token: the paper's
+        // formula.
+        let fixed = accounting::forward_flops(&config.model, config.seq_len, false, false);
+        let ctx = StepContext {
+            config: config.clone(),
+            plan,
+            lr: config.lr_schedule(&plan),
+            fixed_per_token: fixed.attention_scores + fixed.head,
+            faults: options.faults.clone(),
+        };
+        let agreed = agreement(&config, state.step, model.num_params());
+        let replica = Replica {
+            model,
+            optim,
+            loader: data.loader,
+            device: device.clone(),
+            rank: cluster.rank * devices.len(),
+            peers: devices.len() * cluster.nodes,
+            scaler: state.loss_scale.map(LossScaler::from),
+            watch: cluster.watchdog(),
+        };
+        let resume_optimizer = resume_from.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
+        // Node 0 serves the coordinator unless one runs already; it lives until the others
+        // leave.
+        let coordinator = cluster.serve_coordinator()?;
+        let peers = Peers::start(
+            &replica,
+            devices,
+            data.peer_loaders,
+            resume_optimizer.as_deref(),
+            &ctx,
+            cluster,
+            agreed,
+        )?;
+        let mut cadence = Cadence::new(&config, plan.total_steps, cluster.is_multi());
+        cadence.time_limit_s = options.time_limit_s;
+        cadence.stop_at_step = options.stop_at_step;
+        cadence.stop = options.stop;
+        Ok(Run {
+            pending: Pending::new(state.tokens, state.flops),
+            elapsed_before: state.elapsed_s,
+            last_checkpoint: resume_from.unwrap_or_default(),
+            step_tokens: (config.global_batch() * config.seq_len) as u64,
+            session: Instant::now(),
+            step_end_s: 0.0,
+            val_loader: data.val_loader,
+            tokenizer: data.tokenizer,
+            stopped_early: false,
+            interrupted: false,
+            replica: Some(replica),
+            config,
+            dir,
+            lead,
+            cluster,
+            ctx,
+            cadence,
+            peers,
+            coordinator,
+            metrics,
+            state,
+        })
+    }
+}
+
+/// The settings of the run (a resumed run's from its `config.json`: a bad value names that
+/// file), with this session's overrides, checked against the devices and nodes given and
+/// against the memory there is.
+fn settings<B: AutodiffBackend>(
+    start: train::Start,
+    dir: &RunDir,
+    options: &RunOptions,
+    devices: &[B::Device],
+    cluster: &Cluster,
+) -> Result<Settings, TrainError> {
+    // Resuming a run killed before its first checkpoint starts it over from its saved settings.
+    let (mut config, resume_from, resuming) = match start {
+        train::Start::Fresh(config) => (config, None, false),
+        train::Start::Resume => {
+            let (checkpoint, saved) = find_resume(dir)?;
+            (saved, checkpoint, true)
+        }
+    };
+    if let Some(n) = options.skip_nonfinite {
+        config.skip_nonfinite = n;
+    }
+    config.validate().map_err(|e| match resuming {
+        true => TrainError::BadRunConfig {
+            path: dir.config(),
+            problem: e.to_string(),
+        },
+        false => e,
+    })?;
+    if config.devices != devices.len() {
+        return Err(TrainError::DeviceCount {
+            run: config.devices,
+            given: devices.len(),
+        });
+    }
+    if config.nodes != cluster.nodes {
+        return Err(TrainError::NodeCount {
+            run: config.nodes,
+            given: cluster.nodes,
+        });
+    }
+    for device in devices {
+        config.precision.check::<B>(device)?;
+    }
+    if let Some(limit) = options.memory {
+        let mut model = config.model.clone();
+        model.self_guided = config.sgt.is_some();
+        check_memory(&config, &model, devices.len(), limit)?;
+    }
+    Ok(Settings {
+        config,
+        resume_from,
+        resuming,
+    })
+}
+
+/// The run's data, checked: the manifest fits the model, a micro-batch over every device has
+/// windows enough, the tokenizer file is there.
+fn open_data(config: &TrainConfig, devices: usize, nodes: usize) -> Result<Data, TrainError> {
+    let manifest = Manifest::load(&config.data)?;
+    manifest.check_vocab(&config.model_name, config.model.vocab_size)?;
+    let open_loader = || {
+        manifest.loader(
+            &config.data,
+            &manifest.train,
+            config.seq_len,
+            config.seed,
+            true,
+        )
+    };
+    let loader = open_loader()?;
+    let per_micro_batch = config.batch_size * devices * nodes;
+    if loader.windows() < per_micro_batch {
+        return Err(TrainError::Setting {
+            setting: "batch_size",
+            problem: format!(
+                "a micro-batch of {per_micro_batch} sequences of {} tokens needs as many windows; the training data has {} (lower --batch-size or --seq-len, or add data)",
+                config.seq_len,
+                loader.windows()
+            ),
+        });
+    }
+    let peer_loaders = (1..devices)
+        .map(|_| open_loader())
+        .collect::<Result<Vec<_>, _>>()?;
+    let val_loader =
+        manifest.loader(&config.data, &manifest.validation, config.seq_len, 0, false)?;
+    let tokenizer = manifest.tokenizer.as_ref().map(|t| config.data.join(t));
+    if let Some(t) = &tokenizer {
+        if !t.is_file() {
+            return Err(TrainError::Tokenizer(format!("{} is missing", t.display())));
+        }
+    }
+    Ok(Data {
+        loader,
+        peer_loaders,
+        val_loader,
+        tokenizer,
+    })
+}
+
+/// The model, its optimizer and where the run stands, before the first step of this session.
+struct Opened<B: AutodiffBackend> {
+    model: Transformer<B>,
+    optim: AdamW<B::InnerBackend>,
+    state: TrainState,
+}
+
+/// The model (seeded init, guides when self-guided; then the `--init` checkpoint, or the
+/// checkpoint the run resumes with its optimizer state) and where the run stands.
+fn model_and_state<B: AutodiffBackend>(
+    config: &TrainConfig,
+    dir: &RunDir,
+    resume_from: &Option<PathBuf>,
+    device: &B::Device,
+) -> Result<Opened<B>, TrainError> {
+    let mut model_config = config.model.clone();
+    if config.sgt.is_some() {
+        model_config.self_guided = true;
+    }
+    B::seed(device, config.seed);
+    let mut model: Transformer<B> = model_config.init(device)?;
+    let mut optim = AdamW::<B::InnerBackend>::new(config.adamw);
+    let mut state = TrainState {
+        seed: config.seed,
+        guides: model.has_guides(),
+        loss_scale: config
+            .precision
+            .scaled()
+            .then(|| LossScaler::default().into()),
+        ..TrainState::default()
+    };
+    match resume_from {
+        Some(ckpt) => {
+            state = checkpoint::read_state(ckpt)?;
+            if !state.guides {
+                model.drop_guides();
+            }
+            checkpoint::load_weights(ckpt, &mut model).map_err(|e| TrainError::BadRunConfig {
+                path: dir.config(),
+                problem: format!("its model does not fit the checkpoint: {e}"),
+            })?;
+            let optimizer = ckpt.join(checkpoint::OPTIMIZER);
+            optim.load(&optimizer, device)?;
+            optim.check_fits(&model, &optimizer)?;
+        }
+        None => {
+            if let Some(init) = &config.init {
+                start_from(init, &mut model, config.sgt.is_some())?;
+            }
+        }
+    }
+    if let Some(sgt) = &config.sgt {
+        model.set_reduce_flop(sgt.reduce_flop);
+    }
+    Ok(Opened {
+        model,
+        optim,
+        state,
+    })
+}
+
+/// Loads the weights of checkpoint `init` into `model` (the run's model): its guides are made
+/// those of the checkpoint for the load, then those the run needs (`guided`): dropped, or fresh
+/// ones (the structured layers merged) for a checkpoint without.
+fn start_from<B: AutodiffBackend>(
+    init: &Path,
+    model: &mut Transformer<B>,
+    guided: bool,
+) -> Result<(), TrainError> {
+    let dir = checkpoint::resolve(init)?;
+    let state = checkpoint::read_state(&dir)?;
+    let set_guides = |model: &mut Transformer<B>, on: bool| match (model.has_guides(), on) {
+        (true, false) => model.drop_guides(),
+        (false, true) => model.add_guides(),
+        _ => {}
+    };
+    set_guides(model, state.guides);
+    checkpoint::load_weights(&dir, model).map_err(|e| TrainError::BadRunConfig {
+        path: dir.join(checkpoint::MODEL_CONFIG),
+        problem: format!("the run's model does not fit the --init checkpoint: {e}"),
+    })?;
+    set_guides(model, guided);
+    Ok(())
+}
