@@ -102,6 +102,66 @@ mod tests {
         assert!(long.is_empty(), "split these or say why: {long:?}");
     }
 
+    /// Functions of ours (from `fn` to the brace closing it at the same indentation) longer
+    /// than `limit` lines whose comment lines just above do not say `Long on purpose:`.
+    fn long_functions(text: &str, limit: usize) -> Vec<(String, usize)> {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.trim_start();
+            let indent = &line[..line.len() - code.len()];
+            let declares = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn "]
+                .iter()
+                .any(|p| code.starts_with(p));
+            if !declares || code.ends_with(';') {
+                continue;
+            }
+            let close = format!("{indent}}}");
+            let Some(end) = lines[i + 1..].iter().position(|l| *l == close) else {
+                continue;
+            };
+            let why = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| {
+                    l.trim_start().starts_with("//") || l.trim_start().starts_with("#[")
+                })
+                .any(|l| l.contains("Long on purpose:"));
+            if end + 2 > limit && !why {
+                let name = code.split("fn ").nth(1).unwrap_or(code);
+                let name = name.split(['(', '<']).next().unwrap_or(name);
+                out.push((name.to_string(), end + 2));
+            }
+        }
+        out
+    }
+
+    /// No function of ours over 100 lines unless a comment above it says why
+    /// (`Long on purpose: ...`, e.g. a table, a check list, an end-to-end test scenario).
+    #[test]
+    fn long_functions_state_why() {
+        let long: Vec<String> = rust_sources()
+            .iter()
+            .flat_map(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                long_functions(&text, 100)
+                    .into_iter()
+                    .map(move |(name, n)| format!("{}: {name} ({n} lines)", p.display()))
+            })
+            .collect();
+        assert!(long.is_empty(), "split these or say why: {long:?}");
+    }
+
+    #[test]
+    fn the_long_function_check_counts_and_reads_the_reason() {
+        let body = "    let x = 1;\n".repeat(100);
+        let plain = format!("/// Doc.\npub fn f() {{\n{body}}}\nfn g() {{}}\n");
+        assert_eq!(long_functions(&plain, 100), [("f".to_string(), 102)]);
+        let why = format!("// Long on purpose: a table.\n#[test]\nfn f() {{\n{body}}}\n");
+        assert!(long_functions(&why, 100).is_empty());
+        assert!(long_functions(&plain, 102).is_empty());
+    }
+
     /// `.ci/run` runs `cargo xtask ci`'s steps, in the same order.
     #[test]
     fn ci_script_and_xtask_ci_run_the_same_steps() {

@@ -145,6 +145,7 @@ fn an_unknown_model_is_a_one_line_error_with_close_names() {
 }
 
 #[test]
+// Long on purpose: one end-to-end scenario: the README's commands in order.
 fn prepare_train_resume_eval_generate_end_to_end() {
     let dir = scratch("e2e");
     let (text, data, model) = prepared(&dir);

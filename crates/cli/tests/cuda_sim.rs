@@ -89,6 +89,7 @@ fn prepare(dir: &Path) -> PathBuf {
 }
 
 #[test]
+// Long on purpose: one end-to-end scenario on the stand-in: cold and warm runs of every command, their counts.
 fn train_resume_generate_and_bench_run_on_the_stand_in() {
     require_stand_in();
     let dir = Scratch::new("cuda-sim");

@@ -20,6 +20,7 @@ fn val_loss(checkpoint: &str, data: &str) -> f64 {
 }
 
 #[test]
+// Long on purpose: one end-to-end scenario, the guide's worked example: import, convert, heal, export, re-import.
 fn import_convert_heal_export_reimport() {
     let s = scratch("interop");
     let p = |n: &str| s.join(n).to_string_lossy().into_owned();

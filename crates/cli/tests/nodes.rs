@@ -96,6 +96,7 @@ fn losses(run: &Path) -> Vec<(u64, f64, Option<f64>)> {
 }
 
 #[test]
+// Long on purpose: one end-to-end scenario over node processes: train, stop, resume, compare.
 fn two_nodes_of_two_replicas_log_the_losses_of_one_process_with_their_batch_across_a_resume() {
     let dir = scratch("nodes");
     let (_, data, model) = prepared(&dir);

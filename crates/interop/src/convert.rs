@@ -14,7 +14,9 @@ use serde::Serialize;
 use storage::tokenizer::TOKENIZER;
 use storage::weights::load_model;
 use storage::{checkpoint, TrainState};
-use structured_linear::{singular_values, SelfGuided, Structure, StructuredLinear};
+use structured_linear::{
+    singular_values, SelfGuided, Structure, StructuredLinear, StructuredLinearConfig,
+};
 use transformer::{accounting, override_key, Place, Transformer, TransformerConfig};
 
 use crate::error::InteropError;
@@ -243,6 +245,38 @@ pub fn convert<B: Backend>(
     device: &B::Device,
 ) -> Result<ConvertReport, InteropError> {
     check_out(out, spec.force)?;
+    check_spec(spec)?;
+    let dir = checkpoint::resolve(from)?;
+    let (source, _) = load_model::<B>(&dir, device)?;
+    let source = source.merged();
+    let base = source.config().clone();
+    let chosen = choose_all(spec, &source)?;
+    let config = converted_config(&base, &chosen, spec.self_guided)?;
+    let (model, reports) = factorize_all(&source, &config, spec.self_guided, device)?;
+    let state = TrainState {
+        guides: model.has_guides(),
+        alpha: if model.has_guides() { 1.0 } else { 0.0 },
+        ..TrainState::default()
+    };
+    let mut model = model;
+    if state.guides {
+        model.set_alpha(1.0)?;
+    }
+    let tokenizer = Some(dir.join(TOKENIZER)).filter(|t| t.is_file());
+    replace(out, spec.force, |tmp| {
+        checkpoint::save_model(tmp, &model, &state, tokenizer.as_deref())
+    })?;
+    Ok(ConvertReport {
+        layers: reports,
+        params_before: accounting::params(&base).total,
+        params_after: accounting::params(&config).total,
+        out: out.to_path_buf(),
+        config,
+    })
+}
+
+/// Refuses a request that converts nothing or sizes its structures impossibly.
+fn check_spec(spec: &ConvertSpec) -> Result<(), InteropError> {
     if spec.ffn.is_none() && spec.attention.is_none() {
         return Err(InteropError::Invalid(
             "nothing to convert: give --ffn and/or --attention".into(),
@@ -271,17 +305,23 @@ pub fn convert<B: Backend>(
             spec.blocks
         )));
     }
-    let dir = checkpoint::resolve(from)?;
-    let (source, _) = load_model::<B>(&dir, device)?;
-    let source = source.merged();
-    let base = source.config().clone();
+    Ok(())
+}
 
-    // The structure of every converted matrix.
-    let mut chosen: BTreeMap<(usize, String), (Place, Structure)> = BTreeMap::new();
+/// The structure of every converted matrix, by (layer, place path).
+type Chosen = BTreeMap<(usize, String), (Place, Structure)>;
+
+/// Chooses the structure of every matrix the request converts, from the matrix itself.
+fn choose_all<B: Backend>(
+    spec: &ConvertSpec,
+    source: &Transformer<B>,
+) -> Result<Chosen, InteropError> {
+    let base = source.config();
+    let mut chosen = Chosen::new();
     for layer in 0..base.n_layers {
         for place in base.places() {
             if let Some(kind) = converted(spec, layer, place) {
-                let (w, _) = dense_of(linear_ref(&source, layer, place));
+                let (w, _) = dense_of(linear_ref(source, layer, place));
                 let s = choose(kind, spec.size, spec.blocks, &w).map_err(|e| match e {
                     InteropError::Invalid(m) => {
                         InteropError::Invalid(format!("{}: {m}", path(layer, place)))
@@ -292,7 +332,16 @@ pub fn convert<B: Backend>(
             }
         }
     }
-    // The config: each place's first structure as its default, the rest as overrides.
+    Ok(chosen)
+}
+
+/// The converted model's config: each place's first structure as its default, the rest as
+/// overrides.
+fn converted_config(
+    base: &TransformerConfig,
+    chosen: &Chosen,
+    self_guided: bool,
+) -> Result<TransformerConfig, InteropError> {
     let mut config = base.clone();
     config.ffn.dense_first_layer = false;
     let first = |p: Place| {
@@ -318,12 +367,21 @@ pub fn convert<B: Backend>(
             }
         }
     }
-    config.self_guided = spec.self_guided;
+    config.self_guided = self_guided;
     config
         .validate()
         .map_err(|e| InteropError::Invalid(format!("the converted model: {e}")))?;
+    Ok(config)
+}
 
-    // The model: the source's embeddings, norms and head; each linear layer factorised.
+/// The model of `config`: the source's embeddings, norms and head; each linear layer
+/// factorised from the source's (with the dense matrix as its guide when `self_guided`).
+fn factorize_all<B: Backend>(
+    source: &Transformer<B>,
+    config: &TransformerConfig,
+    self_guided: bool,
+    device: &B::Device,
+) -> Result<(Transformer<B>, Vec<LayerReport>), InteropError> {
     let mut model = config.init::<B>(device)?;
     model.tok_emb = source.tok_emb.clone();
     model.pos_emb = source.pos_emb.clone();
@@ -331,11 +389,11 @@ pub fn convert<B: Backend>(
     model.head = source.head.clone();
     model.head_bias = source.head_bias.clone();
     let mut reports = Vec::new();
-    for layer in 0..base.n_layers {
+    for layer in 0..config.n_layers {
         model.blocks[layer].norm1 = source.blocks[layer].norm1.clone();
         model.blocks[layer].norm2 = source.blocks[layer].norm2.clone();
-        for place in base.places() {
-            let (w, bias) = dense_of(linear_ref(&source, layer, place));
+        for place in config.places() {
+            let (w, bias) = dense_of(linear_ref(source, layer, place));
             let lc = config.linear(layer, place);
             let built = StructuredLinear::factorize(&lc, w.clone(), bias).map_err(|source| {
                 InteropError::Layer {
@@ -345,53 +403,44 @@ pub fn convert<B: Backend>(
             })?;
             let is_structured = lc.structure != Structure::Dense;
             if is_structured {
-                let norm = frobenius_sq(w.clone());
-                let err = frobenius_sq(built.merged_weight() - w.clone());
-                let rel = if norm > 0.0 { (err / norm).sqrt() } else { 0.0 };
-                reports.push(LayerReport {
-                    layer,
-                    place: place.path().into(),
-                    structure: lc.structure,
-                    rank: match lc.structure {
-                        Structure::LowRank { rank } | Structure::BlockDense { rank, .. } => {
-                            Some(rank)
-                        }
-                        _ => None,
-                    },
-                    params: lc.structure.weight_params(lc.d_in, lc.d_out),
-                    dense_params: (lc.d_in * lc.d_out) as u64,
-                    rel_error: rel,
-                    energy_kept: 1.0 - rel * rel,
-                });
+                reports.push(layer_report(layer, place, &lc, &built, w.clone()));
             }
             *model.blocks[layer]
                 .linear_mut(place)
-                .expect("a place of the model") = if is_structured && spec.self_guided {
+                .expect("a place of the model") = if is_structured && self_guided {
                 SelfGuided::with_guide(built, w)
             } else {
                 SelfGuided::plain(built)
             };
         }
     }
-    let state = TrainState {
-        guides: model.has_guides(),
-        alpha: if model.has_guides() { 1.0 } else { 0.0 },
-        ..TrainState::default()
-    };
-    if state.guides {
-        model.set_alpha(1.0)?;
+    Ok((model, reports))
+}
+
+/// How well the structured layer `built` approximates its dense matrix `w`.
+fn layer_report<B: Backend>(
+    layer: usize,
+    place: Place,
+    lc: &StructuredLinearConfig,
+    built: &StructuredLinear<B>,
+    w: Tensor<B, 2>,
+) -> LayerReport {
+    let norm = frobenius_sq(w.clone());
+    let err = frobenius_sq(built.merged_weight() - w);
+    let rel = if norm > 0.0 { (err / norm).sqrt() } else { 0.0 };
+    LayerReport {
+        layer,
+        place: place.path().into(),
+        structure: lc.structure,
+        rank: match lc.structure {
+            Structure::LowRank { rank } | Structure::BlockDense { rank, .. } => Some(rank),
+            _ => None,
+        },
+        params: lc.structure.weight_params(lc.d_in, lc.d_out),
+        dense_params: (lc.d_in * lc.d_out) as u64,
+        rel_error: rel,
+        energy_kept: 1.0 - rel * rel,
     }
-    let tokenizer = Some(dir.join(TOKENIZER)).filter(|t| t.is_file());
-    replace(out, spec.force, |tmp| {
-        checkpoint::save_model(tmp, &model, &state, tokenizer.as_deref())
-    })?;
-    Ok(ConvertReport {
-        layers: reports,
-        params_before: accounting::params(&base).total,
-        params_after: accounting::params(&config).total,
-        out: out.to_path_buf(),
-        config,
-    })
 }
 
 fn path(layer: usize, place: Place) -> String {

@@ -88,6 +88,7 @@ fn link(hf: String, strata: &[String], form: Form) -> Link {
 
 /// Every link of a dense model of `config` in `family`, restricted to the strata tensors that
 /// exist (`shapes`: the model's tensors and their shapes).
+// Long on purpose: a table: every Hugging Face tensor of each family and its strata tensors, layer by layer.
 pub fn links(
     family: Family,
     config: &TransformerConfig,

@@ -211,6 +211,7 @@ fn spec(ffn: Option<Kind>, attention: Option<Kind>, size: Size) -> ConvertSpec {
 }
 
 #[test]
+// Long on purpose: one scenario: each structure converted, its reported error checked against a direct SVD.
 fn conversions_report_the_errors_of_a_direct_svd() {
     let s = Scratch::new("convert-errors");
     let a = s.join("llama");

@@ -139,25 +139,8 @@ impl Chaos {
             let _ = fs::remove_dir_all(d);
             let _ = fs::remove_file(d.with_extension("log"));
         }
-        let start = Instant::now();
-        let mut child = self.spawn(train, &reference, false)?;
-        let mut first_step = None;
-        let status = loop {
-            if first_step.is_none() && lines(&reference) > 0 {
-                first_step = Some(start.elapsed().as_secs_f64());
-            }
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break status;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        if !status.success() {
-            return Err(format!(
-                "the uninterrupted run failed ({status}): {}",
-                tail(&reference.with_extension("log"))
-            ));
-        }
-        report.reference_s = start.elapsed().as_secs_f64();
+        let first_step;
+        (report.reference_s, first_step) = self.reference(train, &reference)?;
         let want = records(&reference)?;
 
         // Kill moments uniform in [0, startup + 2 P step times), P = steps / (1.5 kills): each
@@ -182,16 +165,7 @@ impl Chaos {
             let mut child = self.spawn(train, &chaos, resume)?;
             if report.kills < self.kills {
                 let delay = Duration::from_secs_f64(rng.random_range(0.0..max_delay));
-                let t0 = Instant::now();
-                let mut ended = None;
-                while t0.elapsed() < delay {
-                    if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                        ended = Some(status);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                match ended {
+                match wait_up_to(&mut child, delay)? {
                     None => {
                         child.kill().map_err(|e| e.to_string())?; // SIGKILL
                         child.wait().map_err(|e| e.to_string())?;
@@ -243,6 +217,30 @@ impl Chaos {
         compare(&records(&chaos)?, &want)?;
         report.survived = report.kills;
         Ok(report)
+    }
+
+    /// Runs the uninterrupted reference into `dir`: its seconds, and when its first step was
+    /// logged.
+    fn reference(&self, train: &[String], dir: &Path) -> Result<(f64, Option<f64>), String> {
+        let start = Instant::now();
+        let mut child = self.spawn(train, dir, false)?;
+        let mut first_step = None;
+        let status = loop {
+            if first_step.is_none() && lines(dir) > 0 {
+                first_step = Some(start.elapsed().as_secs_f64());
+            }
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if !status.success() {
+            return Err(format!(
+                "the uninterrupted run failed ({status}): {}",
+                tail(&dir.with_extension("log"))
+            ));
+        }
+        Ok((start.elapsed().as_secs_f64(), first_step))
     }
 
     fn spawn(&self, train: &[String], out: &Path, resume: bool) -> Result<Child, String> {
@@ -350,4 +348,19 @@ fn tail(log: &Path) -> String {
     let text = fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Waits at most `delay` for `child` to end: its exit status, or none if it still runs.
+fn wait_up_to(
+    child: &mut Child,
+    delay: Duration,
+) -> Result<Option<std::process::ExitStatus>, String> {
+    let t0 = Instant::now();
+    while t0.elapsed() < delay {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(None)
 }

@@ -432,6 +432,7 @@ fn training_learns_far_below_the_unigram_entropy() {
 }
 
 #[test]
+// Long on purpose: one scenario: a run stopped in several ways, resumed, and compared with an uninterrupted one.
 fn stopping_and_resuming_matches_an_uninterrupted_run() {
     let _lock = rng_lock();
     let dir = scratch("resume");

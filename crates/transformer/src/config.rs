@@ -323,6 +323,7 @@ impl TransformerConfig {
     }
 
     /// Checks every field; the error names the first bad one.
+    // Long on purpose: a check list, one check per field, each with its own message.
     pub fn validate(&self) -> Result<(), ModelError> {
         let positive = [
             ("vocab_size", self.vocab_size),

@@ -99,6 +99,7 @@ fn config_round_trips_through_json() {
 }
 
 #[test]
+// Long on purpose: a table of invalid configs and the error each must give.
 fn each_invalid_config_gives_its_own_error() {
     let device: Device<TB> = Default::default();
     let cfg = |d_in, d_out, s| StructuredLinearConfig::new(d_in, d_out).with_structure(s);

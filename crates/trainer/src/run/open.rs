@@ -13,7 +13,7 @@ use transformer::{accounting, Transformer};
 use crate::config::TrainConfig;
 use crate::data::loader::WindowLoader;
 use crate::data::Manifest;
-use crate::distributed::cluster::{agreement, Cluster};
+use crate::distributed::cluster::{agreement, Cluster, Coordinator};
 use crate::distributed::parallel::{Replica, StepContext};
 use crate::distributed::peers::Peers;
 use crate::error::TrainError;
@@ -59,52 +59,23 @@ impl<'c, B: AutodiffBackend> Run<'c, B> {
         cluster.validate()?;
         let dir = RunDir::new(out);
         let lead = cluster.rank == 0;
-        let Settings {
-            config,
-            resume_from,
-            resuming,
-        } = settings::<B>(start, &dir, options, devices, cluster)?;
-        let data = open_data(&config, devices.len(), cluster.nodes)?;
-        // The checkpoint to start from must be there before the folder is touched.
-        if let (Some(init), false) = (&config.init, resuming) {
-            checkpoint::resolve(init)?;
-        }
-        // Node 0 owns the folder; the others only read a checkpoint from it to resume. It
-        // removes the checkpoint folders a killed run left half-written.
-        if lead {
-            if !resuming {
-                claim_fresh(&dir, options.force)?;
-            }
-            checkpoint::remove_partial(&dir.checkpoints());
-        }
+        let settings = settings::<B>(start, &dir, options, devices, cluster)?;
+        let config = &settings.config;
+        let data = open_data(config, devices.len(), cluster.nodes)?;
+        prepare_folder(&settings, &dir, lead, options.force)?;
         let plan = config.plan()?;
-        let device = &devices[0];
-        let Opened {
-            model,
-            optim,
-            state,
-        } = model_and_state::<B>(&config, &dir, &resume_from, device)?;
-        if resume_from.is_some() && state.step >= plan.total_steps {
+        let opened = model_and_state::<B>(config, &dir, &settings.resume_from, &devices[0])?;
+        if settings.resume_from.is_some() && opened.state.step >= plan.total_steps {
             return Err(TrainError::NothingToResume {
                 dir: dir.root().to_path_buf(),
-                why: format!("is complete ({} steps)", state.step),
+                why: format!("is complete ({} steps)", opened.state.step),
             });
         }
-        if !resuming && lead {
-            let json = serde_json::to_string_pretty(&config).expect("plain config");
-            write_atomic(&dir.config(), json.as_bytes())?;
-        }
-        let metrics = match lead {
-            true => Some(MetricsLog::open(
-                &dir.metrics(),
-                resuming.then_some(state.step),
-            )?),
-            false => None,
-        };
+        let metrics = write_run_files(&settings, &dir, lead, opened.state.step)?;
         observer.event(Event::Started {
             plan: &plan,
-            start_step: state.step,
-            params: model.num_params(),
+            start_step: opened.state.step,
+            params: opened.model.num_params(),
         });
         // FLOPs of everything but the linear layers (scores, head), per token: the paper's
         // formula.
@@ -116,58 +87,141 @@ impl<'c, B: AutodiffBackend> Run<'c, B> {
             fixed_per_token: fixed.attention_scores + fixed.head,
             faults: options.faults.clone(),
         };
-        let agreed = agreement(&config, state.step, model.num_params());
-        let replica = Replica {
-            model,
-            optim,
-            loader: data.loader,
-            device: device.clone(),
-            rank: cluster.rank * devices.len(),
-            peers: devices.len() * cluster.nodes,
-            scaler: state.loss_scale.map(LossScaler::from),
-            watch: cluster.watchdog(),
-        };
-        let resume_optimizer = resume_from.as_ref().map(|p| p.join(checkpoint::OPTIMIZER));
-        // Node 0 serves the coordinator unless one runs already; it lives until the others
-        // leave.
-        let coordinator = cluster.serve_coordinator()?;
-        let peers = Peers::start(
-            &replica,
-            devices,
-            data.peer_loaders,
-            resume_optimizer.as_deref(),
-            &ctx,
-            cluster,
-            agreed,
-        )?;
-        let mut cadence = Cadence::new(&config, plan.total_steps, cluster.is_multi());
+        let mut cadence = Cadence::new(config, plan.total_steps, cluster.is_multi());
         cadence.time_limit_s = options.time_limit_s;
         cadence.stop_at_step = options.stop_at_step;
         cadence.stop = options.stop;
+        let state = opened.state.clone();
+        let replicas = start_replicas(
+            opened,
+            data.loader,
+            data.peer_loaders,
+            &settings,
+            devices,
+            cluster,
+            &ctx,
+        )?;
         Ok(Run {
             pending: Pending::new(state.tokens, state.flops),
             elapsed_before: state.elapsed_s,
-            last_checkpoint: resume_from.unwrap_or_default(),
-            step_tokens: (config.global_batch() * config.seq_len) as u64,
+            last_checkpoint: settings.resume_from.unwrap_or_default(),
+            step_tokens: (settings.config.global_batch() * settings.config.seq_len) as u64,
             session: Instant::now(),
             step_end_s: 0.0,
             val_loader: data.val_loader,
             tokenizer: data.tokenizer,
             stopped_early: false,
             interrupted: false,
-            replica: Some(replica),
-            config,
+            replica: Some(replicas.first),
+            peers: replicas.peers,
+            coordinator: replicas.coordinator,
+            config: settings.config,
             dir,
             lead,
             cluster,
             ctx,
             cadence,
-            peers,
-            coordinator,
             metrics,
             state,
         })
     }
+}
+
+/// The replica on this node's first device, the others', and the coordinator node 0 serves.
+struct Replicas<B: AutodiffBackend> {
+    first: Replica<B>,
+    peers: Peers,
+    coordinator: Option<Coordinator>,
+}
+
+/// Checks the `--init` checkpoint is there, then (node 0) claims the folder for a fresh run and
+/// removes the checkpoint folders a killed run left half-written. Node 0 owns the folder; the
+/// others only read a checkpoint from it to resume.
+fn prepare_folder(
+    settings: &Settings,
+    dir: &RunDir,
+    lead: bool,
+    force: bool,
+) -> Result<(), TrainError> {
+    if let (Some(init), false) = (&settings.config.init, settings.resuming) {
+        checkpoint::resolve(init)?;
+    }
+    if lead {
+        if !settings.resuming {
+            claim_fresh(dir, force)?;
+        }
+        checkpoint::remove_partial(&dir.checkpoints());
+    }
+    Ok(())
+}
+
+/// Node 0 of a fresh run writes `config.json`; node 0 opens `metrics.jsonl` (cut back to the
+/// checkpoint's `step` when resuming).
+fn write_run_files(
+    settings: &Settings,
+    dir: &RunDir,
+    lead: bool,
+    step: u64,
+) -> Result<Option<MetricsLog>, TrainError> {
+    if !lead {
+        return Ok(None);
+    }
+    if !settings.resuming {
+        let json = serde_json::to_string_pretty(&settings.config).expect("plain config");
+        write_atomic(&dir.config(), json.as_bytes())?;
+    }
+    Ok(Some(MetricsLog::open(
+        &dir.metrics(),
+        settings.resuming.then_some(step),
+    )?))
+}
+
+/// Starts the replicas: this node's first (on the calling thread) and one per further device,
+/// agreeing with the other nodes on the settings, the step and the model's size; node 0 serves
+/// the coordinator unless one runs already (it lives until the others leave).
+fn start_replicas<B: AutodiffBackend>(
+    opened: Opened<B>,
+    loader: WindowLoader,
+    peer_loaders: Vec<WindowLoader>,
+    settings: &Settings,
+    devices: &[B::Device],
+    cluster: &Cluster,
+    ctx: &StepContext,
+) -> Result<Replicas<B>, TrainError> {
+    let agreed = agreement(
+        &settings.config,
+        opened.state.step,
+        opened.model.num_params(),
+    );
+    let first = Replica {
+        model: opened.model,
+        optim: opened.optim,
+        loader,
+        device: devices[0].clone(),
+        rank: cluster.rank * devices.len(),
+        peers: devices.len() * cluster.nodes,
+        scaler: opened.state.loss_scale.map(LossScaler::from),
+        watch: cluster.watchdog(),
+    };
+    let optimizer = settings
+        .resume_from
+        .as_ref()
+        .map(|p| p.join(checkpoint::OPTIMIZER));
+    let coordinator = cluster.serve_coordinator()?;
+    let peers = Peers::start(
+        &first,
+        devices,
+        peer_loaders,
+        optimizer.as_deref(),
+        ctx,
+        cluster,
+        agreed,
+    )?;
+    Ok(Replicas {
+        first,
+        peers,
+        coordinator,
+    })
 }
 
 /// The settings of the run (a resumed run's from its `config.json`: a bad value names that

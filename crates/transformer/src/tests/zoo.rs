@@ -45,6 +45,7 @@ const FFN_WEIGHTS: &[(&str, u64)] = &[
 ];
 
 #[test]
+// Long on purpose: a table: every zoo model with its documented parameter counts.
 fn the_zoo_has_every_name_with_the_documented_counts() {
     let zoo = Zoo::builtin().unwrap();
     let mut expected: Vec<String> = vec![];
