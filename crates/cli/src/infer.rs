@@ -8,6 +8,7 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use trainer::checkpoint;
+use trainer::config::DEFAULTS;
 use trainer::data::{find_eot, load_tokenizer, Manifest, TOKENIZER};
 use trainer::precision::Precision;
 use trainer::train::evaluate;
@@ -17,7 +18,6 @@ use transformer::{
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
-use crate::train::PrecisionArg;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -44,8 +44,8 @@ pub struct EvalArgs {
     backend: BackendKind,
     /// Arithmetic of the forward pass: the f32 weights are cast to it after loading (and
     /// merging); the loss is taken in f32.
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    precision: Precision,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -85,8 +85,8 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Arithmetic of decoding: the f32 weights are cast to it after loading (and merging).
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    precision: Precision,
     /// Print one JSON object: `{"prompt_ids": [...], "ids": [...], "text": "..."}` (`ids`: the
     /// generated token ids, without the end-of-text token; `text`: their decoding).
     #[arg(long)]
@@ -110,7 +110,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     let loader = manifest.loader(&args.data, &manifest.validation, seq_len, 0, false)?;
-    let precision = Precision::from(args.precision);
+    let precision = args.precision;
     let step = checkpoint::read_state(&dir)?.step;
     let result = dispatch(
         args.backend,
@@ -261,7 +261,7 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
             prompt,
             config,
             threshold,
-            precision: args.precision.into(),
+            precision: args.precision,
         },
     )?;
     let ids: Vec<u32> = ids

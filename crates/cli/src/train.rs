@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
+use trainer::config::DEFAULTS;
 use trainer::optim::{AdamWConfig, Decay};
 use trainer::parallel::local_devices;
 use trainer::precision::Precision;
@@ -19,51 +20,14 @@ use crate::backend::{dispatch, BackendKind, Job};
 use crate::progress::Progress;
 use crate::watchdog::{Watchdog, Watched};
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SgtArg {
-    /// No self-guided training.
-    None,
-    /// Guide during the first ratio x N of N steps.
-    Fixedstep,
-    /// Add ratio x N steps to match dense FLOPs, replaying the guided phase's data at the end.
-    Fixedflop,
-}
-
-/// `--precision`: arithmetic of the forward (and backward) passes.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrecisionArg {
-    /// Everything in f32.
-    F32,
-    /// bfloat16 compute (CUDA, `--backend cpu`, wgpu where the GPU has it); training keeps
-    /// f32 master weights.
-    Bf16,
-    /// float16 compute; training keeps f32 master weights and scales the loss dynamically.
-    F16,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => Precision::F32,
-            PrecisionArg::Bf16 => Precision::Bf16,
-            PrecisionArg::F16 => Precision::F16,
-        }
+/// `--sgt`: none, or the library's mode (the settings' enums are clap values themselves).
+fn parse_sgt(text: &str) -> Result<std::option::Option<SgtMode>, String> {
+    match text {
+        "none" => Ok(None),
+        mode => SgtMode::from_str(mode, false)
+            .map(Some)
+            .map_err(|_| format!("`{mode}`: expected none, fixedstep or fixedflop")),
     }
-}
-
-/// `--decay`: which parameters weight decay applies to.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecayArg {
-    /// Every parameter (the papers' reference).
-    All,
-    /// Matrices only (GPT-2 / nanoGPT).
-    Matrices,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShapeArg {
-    Cosine,
-    Linear,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -88,8 +52,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
     /// Forward/backward arithmetic; weights, optimizer state and checkpoints stay f32.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    pub precision: Precision,
     /// Data-parallel training over this many local devices (GPUs 0..N-1; on the CPU backends
     /// the replicas share the CPU, one thread each, which keeps more cores busy than one
     /// replica). Each device takes --batch-size sequences per micro-batch. Default: 1, or the
@@ -112,69 +76,71 @@ pub struct TrainArgs {
     #[arg(long)]
     pub seq_len: Option<usize>,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULTS.batch_size)]
     pub batch_size: usize,
     /// Sequences per optimizer step (a multiple of --batch-size; gradient accumulation makes up
     /// the difference). Default: --batch-size.
     #[arg(long)]
     pub global_batch: Option<usize>,
     /// Peak learning rate.
-    #[arg(long, default_value_t = 6e-4, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULTS.lr, allow_negative_numbers = true)]
     pub lr: f64,
     /// Warmup as a fraction of the steps.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DEFAULTS.warmup_frac)]
     pub warmup: f64,
     /// Cosine floor as a fraction of --lr.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DEFAULTS.min_lr_ratio)]
     pub min_lr_ratio: f64,
     /// AdamW weight decay.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DEFAULTS.adamw.weight_decay)]
     pub weight_decay: f64,
     /// Which parameters decay: all (one group, the papers' reference) or matrices (not biases
     /// and norm weights: GPT-2 / nanoGPT).
-    #[arg(long, value_enum, default_value = "all")]
-    pub decay: DecayArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.adamw.decay)]
+    pub decay: Decay,
     /// AdamW beta1.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = DEFAULTS.adamw.beta1)]
     pub beta1: f64,
     /// AdamW beta2.
-    #[arg(long, default_value_t = 0.999)]
+    #[arg(long, default_value_t = DEFAULTS.adamw.beta2)]
     pub beta2: f64,
     /// AdamW epsilon.
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = DEFAULTS.adamw.eps)]
     pub eps: f64,
     /// Clip the global gradient norm to this (0: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = DEFAULTS.clip)]
     pub clip: f64,
-    /// Self-guided training mode.
-    #[arg(long, value_enum, default_value = "none")]
-    pub sgt: SgtArg,
+    /// Self-guided training: none, fixedstep (guide during the first ratio x N of N steps) or
+    /// fixedflop (add ratio x N steps to match dense FLOPs, replaying the guided phase's data
+    /// at the end).
+    #[arg(long, value_parser = parse_sgt, default_value = "none")]
+    pub sgt: std::option::Option<SgtMode>,
     /// SGT ratio: guided fraction (fixedstep) or added fraction (fixedflop) of the steps.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = DEFAULTS.sgt_ratio)]
     pub sgt_ratio: f64,
     /// Alpha's decay.
-    #[arg(long, value_enum, default_value = "cosine")]
-    pub sgt_schedule: ShapeArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.sgt_shape)]
+    pub sgt_schedule: AlphaShape,
     /// Evaluate each guide with probability alpha only.
     #[arg(long)]
     pub reduce_flop: bool,
     /// Evaluate every N steps (and at the end; 0: only at the end).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.eval_every)]
     pub eval_every: u64,
     /// Validation batches per evaluation (0: the whole validation split).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.eval_batches)]
     pub eval_batches: usize,
     /// Write a metrics record every N steps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULTS.log_every)]
     pub log_every: u64,
     /// Checkpoint every N steps (and at the end; 0: only at the end).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.checkpoint_every)]
     pub checkpoint_every: u64,
     /// Checkpoints kept.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = DEFAULTS.keep)]
     pub keep: usize,
     /// Seed of everything.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.seed)]
     pub seed: u64,
     /// Device peak TFLOP/s, to report MFU.
     #[arg(long)]
@@ -258,28 +224,15 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         beta2: args.beta2,
         eps: args.eps,
         weight_decay: args.weight_decay,
-        decay: match args.decay {
-            DecayArg::All => Decay::All,
-            DecayArg::Matrices => Decay::Matrices,
-        },
+        decay: args.decay,
     };
     c.clip = args.clip;
-    c.sgt = match args.sgt {
-        SgtArg::None => None,
-        mode => Some(SgtConfig {
-            mode: if mode == SgtArg::Fixedstep {
-                SgtMode::Fixedstep
-            } else {
-                SgtMode::Fixedflop
-            },
-            ratio: args.sgt_ratio,
-            shape: match args.sgt_schedule {
-                ShapeArg::Cosine => AlphaShape::Cosine,
-                ShapeArg::Linear => AlphaShape::Linear,
-            },
-            reduce_flop: args.reduce_flop,
-        }),
-    };
+    c.sgt = args.sgt.map(|mode| SgtConfig {
+        mode,
+        ratio: args.sgt_ratio,
+        shape: args.sgt_schedule,
+        reduce_flop: args.reduce_flop,
+    });
     if c.sgt.is_none() && args.reduce_flop {
         bail!("--reduce-flop needs --sgt fixedstep or fixedflop");
     }
@@ -290,7 +243,7 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     c.keep = args.keep;
     c.seed = args.seed;
     c.peak_flops = args.peak_tflops.map(|t| t * 1e12);
-    c.precision = args.precision.into();
+    c.precision = args.precision;
     c.devices = args.devices.unwrap_or(1);
     c.skip_nonfinite = args.skip_nonfinite.unwrap_or(0);
     Ok(c)

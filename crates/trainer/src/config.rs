@@ -10,7 +10,7 @@ use transformer::TransformerConfig;
 use crate::error::TrainError;
 use crate::step::optim::AdamWConfig;
 use crate::step::precision::Precision;
-use crate::step::schedule::{LrSchedule, Plan, SgtConfig};
+use crate::step::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig};
 
 /// How long to train.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +21,52 @@ pub enum Budget {
     /// Tokens: `floor(tokens / (global batch * seq_len))` steps, as the reference counts.
     Tokens(u64),
 }
+
+/// The value of every setting a run may leave out: the reference recipe (docs/reference.md §4)
+/// scaled to a small global batch. [`TrainConfig::new`] and the command line's flags both take
+/// their defaults from here.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Defaults {
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_frac: f64,
+    pub min_lr_ratio: f64,
+    pub adamw: AdamWConfig,
+    pub clip: f64,
+    /// Self-guided training's ratio and alpha shape, when it is on.
+    pub sgt_ratio: f64,
+    pub sgt_shape: AlphaShape,
+    pub eval_every: u64,
+    pub eval_batches: usize,
+    pub log_every: u64,
+    pub checkpoint_every: u64,
+    pub keep: usize,
+    pub seed: u64,
+    pub precision: Precision,
+    pub devices: usize,
+    pub skip_nonfinite: u64,
+}
+
+/// See [`Defaults`].
+pub const DEFAULTS: Defaults = Defaults {
+    batch_size: 8,
+    lr: 6e-4,
+    warmup_frac: 0.1,
+    min_lr_ratio: 0.1,
+    adamw: AdamWConfig::RECIPE,
+    clip: 1.0,
+    sgt_ratio: 0.5,
+    sgt_shape: AlphaShape::Cosine,
+    eval_every: 0,
+    eval_batches: 0,
+    log_every: 1,
+    checkpoint_every: 0,
+    keep: 2,
+    seed: 0,
+    precision: Precision::F32,
+    devices: 1,
+    skip_nonfinite: 0,
+};
 
 /// Everything a run needs; saved as the run folder's `config.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -100,31 +146,32 @@ impl TrainConfig {
     /// The reference recipe (docs/reference.md §4) for `model`, scaled to a small global batch: AdamW
     /// (0.9, 0.999, eps 1e-8, decay 0.1), 10% warmup, cosine to 0.1 x lr, clip 1.0.
     pub fn new(model_name: &str, model: TransformerConfig, data: PathBuf, budget: Budget) -> Self {
+        let d = DEFAULTS;
         Self {
             model_name: model_name.into(),
             seq_len: model.max_seq_len,
             model,
             data,
-            batch_size: 8,
+            batch_size: d.batch_size,
             grad_accum: 1,
             budget,
-            lr: 6e-4,
-            warmup_frac: 0.1,
-            min_lr_ratio: 0.1,
-            adamw: AdamWConfig::default(),
-            clip: 1.0,
+            lr: d.lr,
+            warmup_frac: d.warmup_frac,
+            min_lr_ratio: d.min_lr_ratio,
+            adamw: d.adamw,
+            clip: d.clip,
             sgt: None,
-            eval_every: 0,
-            eval_batches: 0,
-            log_every: 1,
-            checkpoint_every: 0,
-            keep: 2,
-            seed: 0,
+            eval_every: d.eval_every,
+            eval_batches: d.eval_batches,
+            log_every: d.log_every,
+            checkpoint_every: d.checkpoint_every,
+            keep: d.keep,
+            seed: d.seed,
             peak_flops: None,
-            precision: Precision::F32,
-            devices: 1,
+            precision: d.precision,
+            devices: d.devices,
             nodes: 1,
-            skip_nonfinite: 0,
+            skip_nonfinite: d.skip_nonfinite,
             init: None,
         }
     }

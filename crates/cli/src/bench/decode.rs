@@ -9,6 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
 use serde_json::json;
+use trainer::config::DEFAULTS;
 use trainer::precision::Precision;
 use transformer::zoo::{resolve_model, Zoo};
 use transformer::{
@@ -18,7 +19,6 @@ use transformer::{
 use super::{median, round1, round3};
 use crate::backend::{dispatch, BackendKind, Job};
 use crate::infer::cast_dispatching;
-use crate::train::PrecisionArg;
 
 #[derive(Args, Debug, Clone)]
 pub struct DecodeArgs {
@@ -44,8 +44,8 @@ pub struct DecodeArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Arithmetic of decoding (the models are built in f32, merged, then cast).
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    precision: Precision,
     /// Seed of the model's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -123,7 +123,7 @@ impl Job for Decode {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let args = &self.args;
-        let precision = Precision::from(args.precision);
+        let precision = args.precision;
         precision.check::<B>(&device)?;
         B::seed(&device, args.seed);
         let structured: Transformer<B> = self.config.init(&device)?;

@@ -25,7 +25,6 @@ use trainer::precision::Precision;
 
 use super::{median, round4};
 use crate::backend::{dispatch, BackendKind, Job};
-use crate::train::PrecisionArg;
 
 /// Hidden width over model width.
 const EXPANSION: usize = 4;
@@ -107,9 +106,8 @@ fn parse_backend(text: &str) -> Result<FfnBackend, String> {
         _ => BackendKind::from_str(name, false)
             .map_err(|_| format!("unknown backend `{name}` (cpu, flex, ndarray, wgpu, cuda)"))?,
     };
-    let precision: Precision = PrecisionArg::from_str(precision, false)
-        .map_err(|_| format!("unknown precision `{precision}` (f32, bf16, f16)"))?
-        .into();
+    let precision: Precision = Precision::from_str(precision, false)
+        .map_err(|_| format!("unknown precision `{precision}` (f32, bf16, f16)"))?;
     Ok(FfnBackend {
         label: text.to_string(),
         kind,

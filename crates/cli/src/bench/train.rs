@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
+use trainer::config::DEFAULTS;
 use trainer::optim::{AdamW, AdamWConfig};
 use trainer::precision::Precision;
 use trainer::profile::{profiled_step, PhaseTimes};
@@ -18,7 +19,6 @@ use transformer::{Transformer, TransformerConfig};
 
 use super::{median, round1, round3};
 use crate::backend::{dispatch, BackendKind, Job};
-use crate::train::PrecisionArg;
 
 #[derive(Args, Debug, Clone)]
 pub struct TrainBenchArgs {
@@ -41,8 +41,8 @@ pub struct TrainBenchArgs {
     #[arg(long)]
     guided: bool,
     /// Forward/backward arithmetic (f32 master weights either way).
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: PrecisionArg,
+    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    precision: Precision,
     /// Device peak TFLOP/s, to report MFU.
     #[arg(long)]
     peak_tflops: Option<f64>,
@@ -108,7 +108,7 @@ impl Job for TrainBench {
             model.set_alpha(0.5)?;
         }
         let mut optim = AdamW::<B>::new(AdamWConfig::default());
-        let precision = Precision::from(args.precision);
+        let precision = args.precision;
         precision.check::<B>(&device)?;
         let compute = Compute {
             precision,

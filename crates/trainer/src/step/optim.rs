@@ -43,6 +43,7 @@ pub struct AdamWConfig {
 /// Which parameters weight decay applies to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Decay {
     /// Every parameter, one group: the papers' reference implementation (the default recipe).
     All,
@@ -61,15 +62,21 @@ impl Decay {
     }
 }
 
+impl AdamWConfig {
+    /// The reference recipe's AdamW: PyTorch's betas and epsilon, weight decay 0.1 on every
+    /// parameter.
+    pub const RECIPE: AdamWConfig = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decay: Decay::All,
+    };
+}
+
 impl Default for AdamWConfig {
     fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.1,
-            decay: Decay::All,
-        }
+        Self::RECIPE
     }
 }
 

@@ -23,6 +23,7 @@ use crate::error::TrainError;
 /// Arithmetic of the forward and backward passes.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
     /// Everything in f32.
     #[default]

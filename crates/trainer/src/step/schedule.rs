@@ -37,6 +37,7 @@ impl LrSchedule {
 /// How alpha decays from 1 to 0 over the guided steps.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AlphaShape {
     /// `alpha(t) = (1 + cos(pi t / T_g)) / 2` (the paper's default).
     #[default]
@@ -48,6 +49,7 @@ pub enum AlphaShape {
 /// How the guided phase fits in the run (docs/reference.md §2).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SgtMode {
     /// Guide during the first `ratio * N` of `N` steps.
     Fixedstep,
