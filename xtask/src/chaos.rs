@@ -8,33 +8,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use test_support::chaos::Chaos;
 
 use crate::strata_binary;
 
-pub fn run(args: &[String]) -> Result<()> {
-    let (mut kills, mut steps, mut seed) = (100usize, 200u64, 1u64);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .with_context(|| format!("`{flag}` needs a value"))?;
-        let number = || -> Result<u64> {
-            value
-                .parse()
-                .with_context(|| format!("`{flag}`: `{value}` is not a whole number"))
-        };
-        match flag.as_str() {
-            "--kills" => kills = number()? as usize,
-            "--steps" => steps = number()?,
-            "--seed" => seed = number()?,
-            other => bail!("unknown flag `{other}` (usage: cargo xtask chaos [--kills N] [--steps N] [--seed S])"),
-        }
-    }
-    if kills == 0 || steps == 0 {
-        bail!("`--kills` and `--steps` must be at least 1");
-    }
+/// `cargo xtask chaos` arguments.
+#[derive(clap::Args, Debug)]
+pub struct ChaosArgs {
+    /// Times the run is killed (SIGKILL).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    kills: u64,
+    /// Steps of the run.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    /// Seed of the kill moments.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub fn run(args: &ChaosArgs) -> Result<()> {
+    let (kills, steps, seed) = (args.kills as usize, args.steps, args.seed);
     let strata = strata_binary()?.clone();
     let chaos = Chaos {
         strata: strata.clone(),

@@ -39,22 +39,20 @@ const WHEELS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-const USAGE: &str =
-    "usage: cargo xtask cuda-sim env   (then: eval \"$(cargo xtask cuda-sim env)\")";
+/// `cargo xtask cuda-sim` commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum CudaSimCommand {
+    /// Set the stand-in up and print its environment: eval "$(cargo xtask cuda-sim env)".
+    Env,
+}
 
-pub fn run(args: &[String]) -> Result<()> {
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["env"] => {
+pub fn run(command: &CudaSimCommand) -> Result<()> {
+    match command {
+        CudaSimCommand::Env => {
             let dir = setup()?;
             print!("{}", exports(&dir));
             Ok(())
         }
-        _ => bail!("{USAGE}"),
     }
 }
 

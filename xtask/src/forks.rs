@@ -21,15 +21,23 @@ pub(crate) const FORKS: &[(&str, &str)] = &[
 /// Files of ours in a fork folder, not part of the release or the patch.
 const OURS: &[&str] = &["STRATA-PATCH.diff", "STRATA-PATCH.md"];
 
-pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("fetch") => fetch(),
-        Some("check") => {
+/// `cargo xtask forks` commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ForksCommand {
+    /// Put the forks' releases in cargo's registry cache.
+    Fetch,
+    /// Check that each fork is its release plus its STRATA-PATCH.diff (also a tidy test).
+    Check,
+}
+
+pub fn run(command: &ForksCommand) -> Result<()> {
+    match command {
+        ForksCommand::Fetch => fetch(),
+        ForksCommand::Check => {
             check_all(&crate::repo_root())?;
             eprintln!("every fork is its release plus its STRATA-PATCH.diff");
             Ok(())
         }
-        _ => bail!("usage: cargo xtask forks fetch|check"),
     }
 }
 

