@@ -4,6 +4,7 @@
 mod backend;
 mod bench;
 mod data;
+mod flags;
 mod infer;
 mod interop;
 mod memory;
@@ -92,7 +93,7 @@ fn main() {
         Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {
-        eprintln!("error: {}", one_line(&format!("{e:#}")));
+        eprintln!("error: {}", flags::name_flags(&one_line(&format!("{e:#}"))));
         std::process::exit(1);
     }
 }

@@ -140,7 +140,7 @@ pub fn cluster(args: &NodeArgs) -> Result<Cluster> {
         start_coordinator: !args.external_coordinator,
         timeout,
         on_timeout: Arc::new(|message: &str| {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", crate::flags::name_flags(message));
             std::process::exit(1);
         }),
     };
@@ -238,6 +238,11 @@ mod tests {
         assert_eq!(first_host("node[]"), None);
     }
 
+    /// The error as the user sees it (settings named by their flags).
+    fn shown(e: impl std::fmt::Display) -> String {
+        crate::flags::name_flags(&e.to_string())
+    }
+
     #[test]
     fn flags_are_checked() {
         let mut a = NodeArgs::default();
@@ -245,25 +250,16 @@ mod tests {
         a.nodes = Some(2);
         assert!(cluster(&a).unwrap_err().to_string().contains("--node-rank"));
         a.node_rank = Some(1);
-        assert!(cluster(&a)
-            .unwrap_err()
-            .to_string()
-            .contains("--coordinator"));
+        assert!(shown(cluster(&a).unwrap_err()).contains("--coordinator"));
         a.coordinator = Some("localhost".into());
         assert!(cluster(&a).unwrap_err().to_string().contains("HOST:PORT"));
         a.coordinator = Some("127.0.0.1:29500".into());
         a.node_timeout = Some(0.0);
-        assert!(cluster(&a)
-            .unwrap_err()
-            .to_string()
-            .contains("--node-timeout"));
+        assert!(shown(cluster(&a).unwrap_err()).contains("--node-timeout"));
         a.node_timeout = None;
         let c = cluster(&a).unwrap();
         assert_eq!((c.nodes, c.rank, c.data_port().unwrap()), (2, 1, 29502));
         a.node_rank = Some(2);
-        assert!(cluster(&a)
-            .unwrap_err()
-            .to_string()
-            .contains("--node-rank 2"));
+        assert!(shown(cluster(&a).unwrap_err()).contains("--node-rank 2"));
     }
 }

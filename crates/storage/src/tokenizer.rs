@@ -68,14 +68,14 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub fn find_eot(tokenizer: &Tokenizer, name: Option<&str>) -> Result<u32, StorageError> {
     match name {
         Some(n) => tokenizer.token_to_id(n).ok_or_else(|| {
-            StorageError::Tokenizer(format!("the tokenizer has no token {n:?} (--eot)"))
+            StorageError::Tokenizer(format!("the tokenizer has no token {n:?} (`eot`)"))
         }),
         None => EOT_CANDIDATES
             .iter()
             .find_map(|n| tokenizer.token_to_id(n))
             .ok_or_else(|| {
                 StorageError::Tokenizer(format!(
-                    "the tokenizer has none of the end-of-text tokens {EOT_CANDIDATES:?}; name one with --eot"
+                    "the tokenizer has none of the end-of-text tokens {EOT_CANDIDATES:?}; name one with `eot`"
                 ))
             }),
     }

@@ -122,13 +122,13 @@ pub enum TrainError {
         row: usize,
     },
     /// A data folder that holds prepared data already.
-    #[error("{} already holds prepared data (manifest.json); pass --force to replace it", dir.display())]
+    #[error("{} already holds prepared data (manifest.json); pass `force` to replace it", dir.display())]
     DataExists {
         /// The folder.
         dir: PathBuf,
     },
     /// A precision the backend cannot compute in.
-    #[error("precision {precision} is not supported by this backend on {device}; use f32, or --backend cpu (burn-flex) / cuda")]
+    #[error("precision {precision} is not supported by this backend on {device}; use f32, or `backend` cpu (burn-flex) / cuda")]
     PrecisionUnsupported {
         /// The precision asked for.
         precision: &'static str,
@@ -144,7 +144,7 @@ pub enum TrainError {
         available: usize,
     },
     /// A fresh run asked for a folder that holds another run.
-    #[error("{} holds another run; pass --resume to continue it or --force to replace it", dir.display())]
+    #[error("{} holds another run; pass `resume` to continue it or `force` to replace it", dir.display())]
     RunExists {
         /// The run folder.
         dir: PathBuf,
@@ -176,7 +176,7 @@ pub enum TrainError {
         asked: String,
     },
     /// A run set for another number of devices.
-    #[error("the run is set for {run} device(s) but {given} were given; pass --devices {run}")]
+    #[error("the run is set for {run} device(s) but {given} were given; pass `devices` {run}")]
     DeviceCount {
         /// The run's device count.
         run: usize,
@@ -184,7 +184,7 @@ pub enum TrainError {
         given: usize,
     },
     /// A run set for another number of nodes.
-    #[error("the run is set for {run} node(s) but {given} were given; pass --nodes {run}")]
+    #[error("the run is set for {run} node(s) but {given} were given; pass `nodes` {run}")]
     NodeCount {
         /// The run's node count.
         run: usize,
@@ -192,7 +192,7 @@ pub enum TrainError {
         given: usize,
     },
     /// Another node of a multi-node run is gone (its process died, or the network failed).
-    #[error("lost contact with the other nodes {when} ({problem}); the last checkpoint is intact: restart every node with --resume")]
+    #[error("lost contact with the other nodes {when} ({problem}); the last checkpoint is intact: restart every node with `resume`")]
     NodeLost {
         /// "in step N", "before the first step".
         when: String,
@@ -200,10 +200,10 @@ pub enum TrainError {
         problem: String,
     },
     /// Nodes of one run started with different settings, or at different steps.
-    #[error("the nodes disagree on the run's settings or on the step to start at: run the same command on every node (--resume on all of them, with a run folder every node reads)")]
+    #[error("the nodes disagree on the run's settings or on the step to start at: run the same command on every node (`resume` on all of them, with a run folder every node reads)")]
     NodesDisagree,
     /// A loss or gradient norm that is not finite.
-    #[error("the {what} became {value} at step {step}; the last checkpoint is kept (lower the learning rate, or let --skip-nonfinite N skip such steps)")]
+    #[error("the {what} became {value} at step {step}; the last checkpoint is kept (lower the learning rate, or let `skip_nonfinite` N skip such steps)")]
     NonFinite {
         /// "loss" or "gradients".
         what: &'static str,
@@ -213,7 +213,7 @@ pub enum TrainError {
         step: u64,
     },
     /// A run whose estimated memory exceeds what the machine or the GPU has.
-    #[error("this run needs about {need} of memory ({detail}); {place} has {available} available: lower --batch-size (--global-batch keeps the batch by accumulating) or --seq-len")]
+    #[error("this run needs about {need} of memory ({detail}); {place} has {available} available: lower `batch_size` (`global_batch` keeps the batch by accumulating) or `seq_len`")]
     TooLarge {
         /// The estimate.
         need: String,
@@ -224,8 +224,8 @@ pub enum TrainError {
         /// What is available.
         available: String,
     },
-    /// More steps with a non-finite loss or gradients than `--skip-nonfinite` allows.
-    #[error("step {step} had a non-finite loss or gradients: {skips} such steps, more than --skip-nonfinite {allowed} allows; the last checkpoint is kept")]
+    /// More steps with a non-finite loss or gradients than `skip_nonfinite` allows.
+    #[error("step {step} had a non-finite loss or gradients: {skips} such steps, more than `skip_nonfinite` {allowed} allows; the last checkpoint is kept")]
     TooManyNonFinite {
         /// The 1-based step.
         step: u64,

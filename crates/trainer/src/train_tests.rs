@@ -344,7 +344,7 @@ fn prepare_refuses_bad_input_and_keeps_existing_data() {
     // Prepared data is not replaced without --force, and stays intact.
     run(vec![text.clone()], "keep").unwrap();
     let before = fs::read(dir.join("keep/manifest.json")).unwrap();
-    assert!(err_text(run(vec![text.clone()], "keep")).contains("--force"));
+    assert!(err_text(run(vec![text.clone()], "keep")).contains("`force`"));
     assert_eq!(fs::read(dir.join("keep/manifest.json")).unwrap(), before);
     // A missing user tokenizer, one without an end-of-text token, a too small vocabulary.
     let mut c = PrepareConfig::new(vec![text.clone()], dir.join("t"));
@@ -599,7 +599,7 @@ fn training_refuses_bad_input() {
     // A finished run is not overwritten without --force, nor resumed with another model.
     go(&ok, "done", RunOptions::default()).unwrap();
     let metrics = fs::read(dir.join("done/metrics.jsonl")).unwrap();
-    assert!(err_text(go(&ok, "done", RunOptions::default())).contains("--force"));
+    assert!(err_text(go(&ok, "done", RunOptions::default())).contains("`force`"));
     assert_eq!(fs::read(dir.join("done/metrics.jsonl")).unwrap(), metrics);
     let mut other = ok.clone();
     other.model.ffn.fc1 = Structure::Dense;
@@ -701,7 +701,7 @@ fn imported_raw_uint16_rows_train_like_shards() {
     ));
     assert!(e.contains("outside the vocabulary"), "{e}");
     let e = err_text(data::import_raw(&tf, &vf, 64, None, &out, false));
-    assert!(e.contains("--force"), "{e}");
+    assert!(e.contains("`force`"), "{e}");
 }
 
 #[test]

@@ -217,7 +217,7 @@ impl Manifest {
     pub fn check_vocab(&self, model: &str, model_vocab: usize) -> Result<(), TrainError> {
         if self.vocab_size > model_vocab {
             return Err(TrainError::Tokenizer(format!(
-                "the data's vocabulary has {} tokens but model {model} has vocab_size {model_vocab}; prepare the data with --vocab-size {model_vocab} or pick a model with a larger vocabulary",
+                "the data's vocabulary has {} tokens but model {model} has vocab_size {model_vocab}; prepare the data with `vocab_size` {model_vocab} or pick a model with a larger vocabulary",
                 self.vocab_size
             )));
         }

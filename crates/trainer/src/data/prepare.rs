@@ -156,7 +156,7 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
         return Err(TrainError::Setting {
             setting: "inputs",
             problem: format!(
-            "{documents} documents are too few to hold out 1 in {} for validation; give more documents or a smaller --val-every",
+            "{documents} documents are too few to hold out 1 in {} for validation; give more documents or a smaller `val_every`",
             config.val_every
         ),
         });

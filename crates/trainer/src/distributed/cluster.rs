@@ -126,11 +126,11 @@ impl Cluster {
     /// Checks the settings (before anything is touched).
     pub fn validate(&self) -> Result<(), TrainError> {
         if self.nodes == 0 {
-            return Err(setting("--nodes must be at least 1".into()));
+            return Err(setting("`nodes` must be at least 1".into()));
         }
         if self.rank >= self.nodes {
             return Err(setting(format!(
-                "--node-rank {} must lie in 0..{} (--nodes {})",
+                "`cluster.rank` {} must lie in 0..{} (`nodes` {})",
                 self.rank, self.nodes, self.nodes
             )));
         }
@@ -138,7 +138,7 @@ impl Cluster {
             return Ok(());
         }
         if self.timeout.is_zero() {
-            return Err(setting("--node-timeout must be positive".into()));
+            return Err(setting("`cluster.timeout` must be positive".into()));
         }
         self.data_port()?;
         Ok(())
@@ -157,7 +157,7 @@ impl Cluster {
         let port = self.coordinator_port()? as usize + 1 + self.rank;
         u16::try_from(port).map_err(|_| {
             setting(format!(
-                "the default data port (coordinator port + 1 + rank = {port}) is not a port; pass --node-port"
+                "the default data port (coordinator port + 1 + rank = {port}) is not a port; pass `cluster.data_port`"
             ))
         })
     }
@@ -176,7 +176,7 @@ impl Cluster {
         let (host, port) = split_host_port(&self.coordinator)?;
         let unreachable = |e: String| {
             TrainError::Collective(format!(
-                "cannot find a route to the coordinator {}: {e} (pass --node-host)",
+                "cannot find a route to the coordinator {}: {e} (pass `cluster.host`)",
                 self.coordinator
             ))
         };
@@ -380,7 +380,7 @@ impl Watchdog {
             };
             if let Some(what) = expired {
                 (inner.on_timeout)(&format!(
-                    "node {}: no answer from the other nodes within {} s ({what}): a node died, hangs or cannot be reached; the last checkpoint is intact (fix the node, then run the same command with --resume on every node)",
+                    "node {}: no answer from the other nodes within {} s ({what}): a node died, hangs or cannot be reached; the last checkpoint is intact (fix the node, then run the same command with `resume` on every node)",
                     inner.rank,
                     inner.timeout.as_secs_f64()
                 ));
@@ -433,7 +433,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("--node-rank 2"));
+            .contains("`cluster.rank` 2"));
         c.rank = 1;
         c.validate().unwrap();
         assert_eq!(c.data_port().unwrap(), 29502);
@@ -443,7 +443,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("--node-port"));
+            .contains("`cluster.data_port`"));
     }
 
     #[test]

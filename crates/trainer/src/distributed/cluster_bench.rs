@@ -24,7 +24,7 @@ pub fn time_all_reduce<B: Backend>(
     if !cluster.is_multi() {
         return Err(TrainError::Setting {
             setting: "nodes",
-            problem: "an all-reduce benchmark needs --nodes 2 or more".into(),
+            problem: "an all-reduce benchmark needs `nodes` 2 or more".into(),
         });
     }
     if floats < cluster.nodes || repeats == 0 {

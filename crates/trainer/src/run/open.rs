@@ -299,7 +299,7 @@ fn open_data(config: &TrainConfig, devices: usize, nodes: usize) -> Result<Data,
         return Err(TrainError::Setting {
             setting: "batch_size",
             problem: format!(
-                "a micro-batch of {per_micro_batch} sequences of {} tokens needs as many windows; the training data has {} (lower --batch-size or --seq-len, or add data)",
+                "a micro-batch of {per_micro_batch} sequences of {} tokens needs as many windows; the training data has {} (lower `batch_size` or `seq_len`, or add data)",
                 config.seq_len,
                 loader.windows()
             ),
@@ -403,7 +403,7 @@ fn start_from<B: AutodiffBackend>(
     set_guides(model, state.guides);
     checkpoint::load_weights(&dir, model).map_err(|e| TrainError::BadRunConfig {
         path: dir.join(checkpoint::MODEL_CONFIG),
-        problem: format!("the run's model does not fit the --init checkpoint: {e}"),
+        problem: format!("the run's model does not fit the `init` checkpoint: {e}"),
     })?;
     set_guides(model, guided);
     Ok(())
