@@ -3,6 +3,7 @@
 
 /// A setting as the libraries write it in their messages, and the flag that sets it.
 pub const FLAGS: &[(&str, &str)] = &[
+    ("`attention`", "--attention"),
     ("`backend`", "--backend"),
     ("`batch_size`", "--batch-size"),
     ("`cluster.data_port`", "--node-port"),
@@ -10,14 +11,20 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("`cluster.rank`", "--node-rank"),
     ("`cluster.timeout`", "--node-timeout"),
     ("`devices`", "--devices"),
+    ("`blocks`", "--blocks"),
     ("`eot`", "--eot"),
+    ("`ffn`", "--ffn"),
     ("`force`", "--force"),
     ("`global_batch`", "--global-batch"),
     // `init` alone also names a layer's initialisation in model config errors.
     ("`init` checkpoint", "--init checkpoint"),
+    ("`max_seq_len`", "--max-seq-len"),
     ("`nodes`", "--nodes"),
     ("`resume`", "--resume"),
     ("`seq_len`", "--seq-len"),
+    ("`size.energy`", "--energy"),
+    ("`size.params_ratio`", "--params-ratio"),
+    ("`size.rank`", "--rank"),
     ("`skip_nonfinite`", "--skip-nonfinite"),
     ("`val_every`", "--val-every"),
     ("`vocab_size`", "--vocab-size"),

@@ -147,12 +147,12 @@ pub fn choose<B: Backend>(
                 Structure::BlockShuffle { n_blocks: blocks }
             }
             (Kind::BlockShuffle, Size::Energy(_)) => return Err(InteropError::Invalid(
-                "blockshuffle is sized by its blocks (--blocks) or --params-ratio, not --energy"
+                "blockshuffle is sized by its blocks (`blocks`) or `size.params_ratio`, not `size.energy`"
                     .into(),
             )),
             (Kind::LowRank | Kind::BlockDense, Size::Unsized) => {
                 return Err(InteropError::Invalid(
-                    "give the size: --rank R, --params-ratio X or --energy E".into(),
+                    "give the size: `size.rank` R, `size.params_ratio` X or `size.energy` E".into(),
                 ))
             }
             (Kind::LowRank, Size::Rank(r)) => Structure::LowRank { rank: r },
@@ -183,7 +183,7 @@ pub fn choose<B: Backend>(
             (Kind::BlockDense, Size::Energy(e)) => {
                 if blocks == 0 || !d_in.is_multiple_of(blocks) {
                     return Err(InteropError::Invalid(format!(
-                        "--blocks {blocks} does not divide d_in = {d_in}"
+                        "`blocks` {blocks} does not divide d_in = {d_in}"
                     )));
                 }
                 let p = d_in / blocks;
@@ -279,19 +279,23 @@ pub fn convert<B: Backend>(
 fn check_spec(spec: &ConvertSpec) -> Result<(), InteropError> {
     if spec.ffn.is_none() && spec.attention.is_none() {
         return Err(InteropError::Invalid(
-            "nothing to convert: give --ffn and/or --attention".into(),
+            "nothing to convert: give `ffn` and/or `attention`".into(),
         ));
     }
     match spec.size {
-        Size::Rank(0) => return Err(InteropError::Invalid("--rank must be at least 1".into())),
+        Size::Rank(0) => {
+            return Err(InteropError::Invalid(
+                "`size.rank` must be at least 1".into(),
+            ))
+        }
         Size::ParamsRatio(x) if !(x > 0.0 && x < 1.0) => {
             return Err(InteropError::Invalid(format!(
-                "--params-ratio {x} must lie in (0, 1)"
+                "`size.params_ratio` {x} must lie in (0, 1)"
             )))
         }
         Size::Energy(e) if !(e > 0.0 && e <= 1.0) => {
             return Err(InteropError::Invalid(format!(
-                "--energy {e} must lie in (0, 1]"
+                "`size.energy` {e} must lie in (0, 1]"
             )))
         }
         _ => {}
@@ -301,7 +305,7 @@ fn check_spec(spec: &ConvertSpec) -> Result<(), InteropError> {
         .any(|k| matches!(k, Some(Kind::BlockDense | Kind::BlockShuffle)));
     if uses_blocks && spec.blocks < 2 {
         return Err(InteropError::Invalid(format!(
-            "--blocks {} must be at least 2",
+            "`blocks` {} must be at least 2",
             spec.blocks
         )));
     }

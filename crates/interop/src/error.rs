@@ -46,7 +46,7 @@ pub enum InteropError {
     #[error("{0}")]
     Invalid(String),
     /// The output folder already holds something.
-    #[error("{} already exists (give --force to replace it)", .0.display())]
+    #[error("{} already exists (give `force` to replace it)", .0.display())]
     Exists(PathBuf),
     /// A strata checkpoint or tokenizer file that cannot be read or written.
     #[error(transparent)]

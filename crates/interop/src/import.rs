@@ -63,7 +63,7 @@ pub fn import_hf<B: Backend>(
     if let Some(n) = options.max_seq_len {
         if n == 0 || n > config.max_seq_len {
             return Err(InteropError::Invalid(format!(
-                "--max-seq-len {n} must lie in 1..={} (the checkpoint's context length)",
+                "`max_seq_len` {n} must lie in 1..={} (the checkpoint's context length)",
                 config.max_seq_len
             )));
         }

@@ -503,7 +503,7 @@ fn bad_checkpoints_are_refused_naming_the_problem_and_nothing_is_written() {
     std::fs::write(out.join("mine.txt"), "keep").unwrap();
     let e =
         import_hf::<Cpu>(&fixture("gpt2"), &out, &ImportOptions::default(), &device()).unwrap_err();
-    assert!(e.to_string().contains("--force"), "{e}");
+    assert!(e.to_string().contains("`force`"), "{e}");
     assert_eq!(
         std::fs::read_to_string(out.join("mine.txt")).unwrap(),
         "keep"
