@@ -1,5 +1,7 @@
 //! `strata eval` and `strata generate` on any checkpoint (a checkpoint folder, or a run folder
-//! for its newest one), structured, pre-merged, or dispatching by tokens in flight.
+//! for its newest one), structured, pre-merged, or dispatching by tokens in flight. Checkpoints
+//! and tokenizers are read by the storage crate; the trainer lends the prepared data's reader,
+//! the validation loss and the precision casts.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +9,11 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
-use trainer::checkpoint;
+use storage::checkpoint;
+use storage::tokenizer::{find_eot, load_tokenizer, TOKENIZER};
+use storage::weights::load_model;
 use trainer::config::DEFAULTS;
-use trainer::data::{find_eot, load_tokenizer, Manifest, TOKENIZER};
+use trainer::data::Manifest;
 use trainer::precision::Precision;
 use trainer::train::evaluate;
 use trainer::WindowLoader;
@@ -183,7 +187,7 @@ impl Job for Eval {
     type Output = trainer::train::EvalResult;
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         self.precision.check::<B>(&device)?;
-        let (model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        let (model, _) = load_model::<B>(&self.dir, &device)?;
         // Inside the guided phase, pre-merge folds each layer's guide/structure mix.
         let model = match self.merged {
             true => model.merged(),
@@ -293,7 +297,7 @@ impl Job for Generate {
     fn run<B: Backend>(self, device: B::Device) -> Result<Vec<u32>> {
         let precision = self.precision;
         precision.check::<B>(&device)?;
-        let (mut model, _) = checkpoint::load_model::<B>(&self.dir, &device)?;
+        let (mut model, _) = load_model::<B>(&self.dir, &device)?;
         if !guided(&model) {
             // Past the guided phase the guides (if any) serve no call.
             model.drop_guides();

@@ -8,11 +8,9 @@ use anyhow::{bail, Result};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
-use trainer::config::DEFAULTS;
-use trainer::optim::{AdamWConfig, Decay};
+use trainer::config::{Recipe, DEFAULTS};
 use trainer::parallel::local_devices;
-use trainer::precision::Precision;
-use trainer::schedule::{AlphaShape, SgtConfig, SgtMode};
+use trainer::schedule::{SgtConfig, SgtMode};
 use trainer::train::{self, Budget, Observer, RunOptions, Start, Summary, TrainConfig};
 use transformer::zoo::{resolve_model, Zoo};
 
@@ -51,9 +49,6 @@ pub struct TrainArgs {
     /// Backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
-    /// Forward/backward arithmetic; weights, optimizer state and checkpoints stay f32.
-    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
-    pub precision: Precision,
     /// Data-parallel training over this many local devices (GPUs 0..N-1; on the CPU backends
     /// the replicas share the CPU, one thread each, which keeps more cores busy than one
     /// replica). Each device takes --batch-size sequences per micro-batch. Default: 1, or the
@@ -75,73 +70,22 @@ pub struct TrainArgs {
     /// Tokens per sequence (default: the model's max_seq_len).
     #[arg(long)]
     pub seq_len: Option<usize>,
-    /// Sequences per micro-batch.
-    #[arg(long, default_value_t = DEFAULTS.batch_size)]
-    pub batch_size: usize,
     /// Sequences per optimizer step (a multiple of --batch-size; gradient accumulation makes up
     /// the difference). Default: --batch-size.
     #[arg(long)]
     pub global_batch: Option<usize>,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = DEFAULTS.lr, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// Warmup as a fraction of the steps.
-    #[arg(long, default_value_t = DEFAULTS.warmup_frac)]
-    pub warmup: f64,
-    /// Cosine floor as a fraction of --lr.
-    #[arg(long, default_value_t = DEFAULTS.min_lr_ratio)]
-    pub min_lr_ratio: f64,
-    /// AdamW weight decay.
-    #[arg(long, default_value_t = DEFAULTS.adamw.weight_decay)]
-    pub weight_decay: f64,
-    /// Which parameters decay: all (one group, the papers' reference) or matrices (not biases
-    /// and norm weights: GPT-2 / nanoGPT).
-    #[arg(long, value_enum, default_value_t = DEFAULTS.adamw.decay)]
-    pub decay: Decay,
-    /// AdamW beta1.
-    #[arg(long, default_value_t = DEFAULTS.adamw.beta1)]
-    pub beta1: f64,
-    /// AdamW beta2.
-    #[arg(long, default_value_t = DEFAULTS.adamw.beta2)]
-    pub beta2: f64,
-    /// AdamW epsilon.
-    #[arg(long, default_value_t = DEFAULTS.adamw.eps)]
-    pub eps: f64,
-    /// Clip the global gradient norm to this (0: off).
-    #[arg(long, default_value_t = DEFAULTS.clip)]
-    pub clip: f64,
     /// Self-guided training: none, fixedstep (guide during the first ratio x N of N steps) or
     /// fixedflop (add ratio x N steps to match dense FLOPs, replaying the guided phase's data
     /// at the end).
     #[arg(long, value_parser = parse_sgt, default_value = "none")]
     pub sgt: std::option::Option<SgtMode>,
-    /// SGT ratio: guided fraction (fixedstep) or added fraction (fixedflop) of the steps.
-    #[arg(long, default_value_t = DEFAULTS.sgt_ratio)]
-    pub sgt_ratio: f64,
-    /// Alpha's decay.
-    #[arg(long, value_enum, default_value_t = DEFAULTS.sgt_shape)]
-    pub sgt_schedule: AlphaShape,
     /// Evaluate each guide with probability alpha only.
     #[arg(long)]
     pub reduce_flop: bool,
-    /// Evaluate every N steps (and at the end; 0: only at the end).
-    #[arg(long, default_value_t = DEFAULTS.eval_every)]
-    pub eval_every: u64,
-    /// Validation batches per evaluation (0: the whole validation split).
-    #[arg(long, default_value_t = DEFAULTS.eval_batches)]
-    pub eval_batches: usize,
-    /// Write a metrics record every N steps.
-    #[arg(long, default_value_t = DEFAULTS.log_every)]
-    pub log_every: u64,
-    /// Checkpoint every N steps (and at the end; 0: only at the end).
-    #[arg(long, default_value_t = DEFAULTS.checkpoint_every)]
-    pub checkpoint_every: u64,
-    /// Checkpoints kept.
-    #[arg(long, default_value_t = DEFAULTS.keep)]
-    pub keep: usize,
-    /// Seed of everything.
-    #[arg(long, default_value_t = DEFAULTS.seed)]
-    pub seed: u64,
+    // The recipe's flags (`--batch-size`, `--lr`, `--warmup`, AdamW's, the cadences, `--seed`,
+    // `--precision`, ...): the library's `Recipe`, defaults included.
+    #[command(flatten)]
+    pub recipe: Recipe,
     /// Device peak TFLOP/s, to report MFU.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
@@ -176,7 +120,8 @@ fn positive(name: &str, v: Option<i64>) -> Result<Option<u64>> {
     }
 }
 
-/// Builds the run's settings from the flags.
+/// Builds the run's settings from the flags: the recipe as given, and the settings the flags
+/// spell differently (the model or checkpoint, the budget, `--global-batch`, `--sgt`, ...).
 pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     let (name, model) = match (&args.init, &args.model) {
         (Some(init), _) => {
@@ -199,53 +144,30 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         (None, Some(t)) => Budget::Tokens(t),
         (None, None) => bail!("give a budget: --steps N or --tokens N"),
     };
-    let mut c = TrainConfig::new(&name, model, args.data.clone(), budget);
-    c.init = args.init.clone();
-    if let Some(s) = args.seq_len {
-        c.seq_len = s;
-    }
-    if args.batch_size == 0 {
+    let batch = args.recipe.batch_size;
+    if batch == 0 {
         bail!("--batch-size must be at least 1");
     }
-    c.batch_size = args.batch_size;
-    let global = args.global_batch.unwrap_or(args.batch_size);
-    if global == 0 || !global.is_multiple_of(args.batch_size) {
-        bail!(
-            "--global-batch {global} must be a positive multiple of --batch-size {}",
-            args.batch_size
-        );
+    let global = args.global_batch.unwrap_or(batch);
+    if global == 0 || !global.is_multiple_of(batch) {
+        bail!("--global-batch {global} must be a positive multiple of --batch-size {batch}");
     }
-    c.grad_accum = global / args.batch_size;
-    c.lr = args.lr;
-    c.warmup_frac = args.warmup;
-    c.min_lr_ratio = args.min_lr_ratio;
-    c.adamw = AdamWConfig {
-        beta1: args.beta1,
-        beta2: args.beta2,
-        eps: args.eps,
-        weight_decay: args.weight_decay,
-        decay: args.decay,
-    };
-    c.clip = args.clip;
-    c.sgt = args.sgt.map(|mode| SgtConfig {
-        mode,
-        ratio: args.sgt_ratio,
-        shape: args.sgt_schedule,
-        reduce_flop: args.reduce_flop,
-    });
-    if c.sgt.is_none() && args.reduce_flop {
+    if args.sgt.is_none() && args.reduce_flop {
         bail!("--reduce-flop needs --sgt fixedstep or fixedflop");
     }
-    c.eval_every = args.eval_every;
-    c.eval_batches = args.eval_batches;
-    c.log_every = args.log_every;
-    c.checkpoint_every = args.checkpoint_every;
-    c.keep = args.keep;
-    c.seed = args.seed;
+    let mut c = TrainConfig::with_recipe(&name, model, args.data.clone(), budget, &args.recipe);
+    c.init = args.init.clone();
+    c.seq_len = args.seq_len.unwrap_or(c.seq_len);
+    c.grad_accum = global / batch;
+    c.sgt = args.sgt.map(|mode| SgtConfig {
+        mode,
+        ratio: args.recipe.sgt_ratio,
+        shape: args.recipe.sgt_shape,
+        reduce_flop: args.reduce_flop,
+    });
     c.peak_flops = args.peak_tflops.map(|t| t * 1e12);
-    c.precision = args.precision;
-    c.devices = args.devices.unwrap_or(1);
-    c.skip_nonfinite = args.skip_nonfinite.unwrap_or(0);
+    c.devices = args.devices.unwrap_or(DEFAULTS.devices);
+    c.skip_nonfinite = args.skip_nonfinite.unwrap_or(DEFAULTS.skip_nonfinite);
     Ok(c)
 }
 
@@ -278,13 +200,14 @@ pub fn run_training(
         inner: observer,
         dog: dog.as_ref(),
     };
-    // A resumed run uses its saved settings; the model named must be the run's.
+    // A resumed run uses its saved settings (read once); the model named must be the run's.
     let start = if args.resume {
-        if let Some(name) = &args.model {
+        let start = Start::resume(&args.out)?;
+        if let (Some(name), Start::Resume(saved)) = (&args.model, &start) {
             let entry = resolve_model(&Zoo::builtin()?, name)?;
-            train::check_run_model(&args.out, &entry.name, &entry.config)?;
+            train::check_run_model(&args.out, saved, &entry.name, &entry.config)?;
         }
-        Start::Resume
+        start
     } else {
         let mut c = config(args)?;
         c.nodes = cluster.nodes;
@@ -304,10 +227,10 @@ pub fn run_training(
         faults: None,
     };
     // A resumed run keeps its device count unless --devices says otherwise.
-    let devices = match (args.devices, args.resume) {
+    let devices = match (args.devices, &start) {
         (Some(n), _) => n,
-        (None, true) => train::read_run_config(&args.out).map_or(1, |c| c.devices),
-        (None, false) => 1,
+        (None, Start::Resume(saved)) => saved.devices,
+        (None, Start::Fresh(c)) => c.devices,
     };
     dispatch(
         args.backend,

@@ -22,33 +22,75 @@ pub enum Budget {
     Tokens(u64),
 }
 
-/// The value of every setting a run may leave out: the reference recipe (docs/reference.md §4)
-/// scaled to a small global batch. [`TrainConfig::new`] and the command line's flags both take
-/// their defaults from here.
+/// The recipe: every run setting that has a default (the reference recipe, docs/reference.md §4,
+/// scaled to a small global batch). [`DEFAULTS`] holds each default once; [`TrainConfig::new`]
+/// takes them from there and [`TrainConfig::with_recipe`] from a recipe given. With the `clap`
+/// feature this struct is a command line's flags (`--batch-size`, `--lr`, `--warmup`, ...), each
+/// defaulting to [`DEFAULTS`], so a front end copies no setting by hand.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Defaults {
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct Recipe {
+    /// Sequences per micro-batch.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.batch_size))]
     pub batch_size: usize,
+    /// Peak learning rate.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value_t = DEFAULTS.lr, allow_negative_numbers = true)
+    )]
     pub lr: f64,
+    /// Warmup as a fraction of the steps (linear).
+    #[cfg_attr(feature = "clap", arg(long = "warmup", default_value_t = DEFAULTS.warmup_frac))]
     pub warmup_frac: f64,
+    /// Cosine floor as a fraction of the peak learning rate.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.min_lr_ratio))]
     pub min_lr_ratio: f64,
+    #[cfg_attr(feature = "clap", command(flatten))]
     pub adamw: AdamWConfig,
+    /// Clip the global gradient norm to this (0: off).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.clip))]
     pub clip: f64,
-    /// Self-guided training's ratio and alpha shape, when it is on.
+    /// Self-guided training's ratio: the guided fraction (fixedstep) or the added fraction
+    /// (fixedflop) of the steps.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.sgt_ratio))]
     pub sgt_ratio: f64,
+    /// Self-guided training's decay of alpha.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "sgt-schedule", value_enum, default_value_t = DEFAULTS.sgt_shape)
+    )]
     pub sgt_shape: AlphaShape,
+    /// Evaluate every N steps (and at the end; 0: only at the end).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.eval_every))]
     pub eval_every: u64,
+    /// Validation batches per evaluation (0: the whole validation split).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.eval_batches))]
     pub eval_batches: usize,
+    /// Write a metrics record every N steps.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.log_every))]
     pub log_every: u64,
+    /// Checkpoint every N steps (and at the end; 0: only at the end).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.checkpoint_every))]
     pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.keep))]
     pub keep: usize,
+    /// Seed of everything (init, data order, dropout, reduce_flop).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = DEFAULTS.seed))]
     pub seed: u64,
+    /// Forward/backward arithmetic; weights, optimizer state and checkpoints stay f32.
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = DEFAULTS.precision))]
     pub precision: Precision,
+    /// Data-parallel replicas (a front end's default may depend on a resumed run's).
+    #[cfg_attr(feature = "clap", arg(skip = DEFAULTS.devices))]
     pub devices: usize,
+    /// Non-finite steps that may be skipped (a front end's default may depend on resuming).
+    #[cfg_attr(feature = "clap", arg(skip = DEFAULTS.skip_nonfinite))]
     pub skip_nonfinite: u64,
 }
 
-/// See [`Defaults`].
-pub const DEFAULTS: Defaults = Defaults {
+/// See [`Recipe`].
+pub const DEFAULTS: Recipe = Recipe {
     batch_size: 8,
     lr: 6e-4,
     warmup_frac: 0.1,
@@ -67,6 +109,12 @@ pub const DEFAULTS: Defaults = Defaults {
     devices: 1,
     skip_nonfinite: 0,
 };
+
+impl Default for Recipe {
+    fn default() -> Self {
+        DEFAULTS
+    }
+}
 
 /// Everything a run needs; saved as the run folder's `config.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -143,35 +191,47 @@ fn one() -> usize {
 }
 
 impl TrainConfig {
-    /// The reference recipe (docs/reference.md §4) for `model`, scaled to a small global batch: AdamW
-    /// (0.9, 0.999, eps 1e-8, decay 0.1), 10% warmup, cosine to 0.1 x lr, clip 1.0.
+    /// The reference recipe ([`DEFAULTS`]) for `model`: AdamW (0.9, 0.999, eps 1e-8, decay
+    /// 0.1), 10% warmup, cosine to 0.1 x lr, clip 1.0; sequences of the model's `max_seq_len`.
     pub fn new(model_name: &str, model: TransformerConfig, data: PathBuf, budget: Budget) -> Self {
-        let d = DEFAULTS;
+        Self::with_recipe(model_name, model, data, budget, &DEFAULTS)
+    }
+
+    /// `recipe` for `model` (one micro-batch per step, no self-guided training, sequences of the
+    /// model's `max_seq_len`: change the fields for more).
+    pub fn with_recipe(
+        model_name: &str,
+        model: TransformerConfig,
+        data: PathBuf,
+        budget: Budget,
+        recipe: &Recipe,
+    ) -> Self {
+        let r = *recipe;
         Self {
             model_name: model_name.into(),
             seq_len: model.max_seq_len,
             model,
             data,
-            batch_size: d.batch_size,
+            batch_size: r.batch_size,
             grad_accum: 1,
             budget,
-            lr: d.lr,
-            warmup_frac: d.warmup_frac,
-            min_lr_ratio: d.min_lr_ratio,
-            adamw: d.adamw,
-            clip: d.clip,
+            lr: r.lr,
+            warmup_frac: r.warmup_frac,
+            min_lr_ratio: r.min_lr_ratio,
+            adamw: r.adamw,
+            clip: r.clip,
             sgt: None,
-            eval_every: d.eval_every,
-            eval_batches: d.eval_batches,
-            log_every: d.log_every,
-            checkpoint_every: d.checkpoint_every,
-            keep: d.keep,
-            seed: d.seed,
+            eval_every: r.eval_every,
+            eval_batches: r.eval_batches,
+            log_every: r.log_every,
+            checkpoint_every: r.checkpoint_every,
+            keep: r.keep,
+            seed: r.seed,
             peak_flops: None,
-            precision: d.precision,
-            devices: d.devices,
+            precision: r.precision,
+            devices: r.devices,
             nodes: 1,
-            skip_nonfinite: d.skip_nonfinite,
+            skip_nonfinite: r.skip_nonfinite,
             init: None,
         }
     }

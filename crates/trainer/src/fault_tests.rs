@@ -33,14 +33,17 @@ fn uninterrupted(config: &TrainConfig, dir: &Path) -> PathBuf {
 }
 
 fn resume(out: &Path) -> train::Summary {
-    train::train::<TB>(
-        Start::Resume,
-        out,
-        RunOptions::default(),
-        &Default::default(),
-        &mut Quiet,
-    )
-    .unwrap()
+    Start::resume(out)
+        .and_then(|start| {
+            train::train::<TB>(
+                start,
+                out,
+                RunOptions::default(),
+                &Default::default(),
+                &mut Quiet,
+            )
+        })
+        .unwrap()
 }
 
 fn steps_kept(out: &Path) -> Vec<u64> {
@@ -209,13 +212,15 @@ fn a_checkpoint_that_cannot_be_written_names_the_file_and_keeps_the_last_one() {
     // would (the steps ran; root ignores permissions, so a file in the way it is).
     let partial = out.join("checkpoints/.tmp-step-000000004");
     fs::write(out.join("checkpoints/step-000000004"), b"not a folder").unwrap();
-    let e = err_text(train::train::<TB>(
-        Start::Resume,
-        &out,
-        RunOptions::default(),
-        &Default::default(),
-        &mut Quiet,
-    ));
+    let e = err_text(Start::resume(&out).and_then(|start| {
+        train::train::<TB>(
+            start,
+            &out,
+            RunOptions::default(),
+            &Default::default(),
+            &mut Quiet,
+        )
+    }));
     assert!(e.contains("step-000000004"), "names the file: {e}");
     assert!(!partial.exists(), "the partial folder is removed");
     assert_eq!(steps_kept(&out), [2], "the last checkpoint is intact");

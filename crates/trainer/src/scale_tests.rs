@@ -299,14 +299,11 @@ fn parallel_matches_one_device(name: &str, sgt: Option<SgtConfig>) {
     .unwrap();
     assert!(s.stopped_early);
     // The resumed run reloads every replica (weights and AdamW state) from the checkpoint.
-    let s2 = train::train_on::<TB>(
-        Start::Resume,
-        &two,
-        RunOptions::default(),
-        &devices,
-        &mut Quiet,
-    )
-    .unwrap();
+    let s2 = Start::resume(&two)
+        .and_then(|start| {
+            train::train_on::<TB>(start, &two, RunOptions::default(), &devices, &mut Quiet)
+        })
+        .unwrap();
 
     let (want, got) = (losses(&one), losses(&two));
     assert_eq!(got.len(), want.len());
@@ -375,13 +372,16 @@ fn a_failing_data_parallel_replica_stops_every_replica_with_its_error() {
     }
     // The checkpoint of step 1 is intact: the run resumes from it and finishes.
     let devices = vec![Default::default(); 2];
-    let s = train::train_on::<TB>(
-        Start::Resume,
-        &dir.join("fail-1"),
-        RunOptions::default(),
-        &devices,
-        &mut Quiet,
-    )
-    .unwrap();
+    let s = Start::resume(&dir.join("fail-1"))
+        .and_then(|start| {
+            train::train_on::<TB>(
+                start,
+                &dir.join("fail-1"),
+                RunOptions::default(),
+                &devices,
+                &mut Quiet,
+            )
+        })
+        .unwrap();
     assert_eq!(s.steps, 4);
 }

@@ -478,15 +478,14 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
     )
     .unwrap();
     assert!(s.stopped_early && s.steps == 2);
-    train::train::<TB>(Start::Resume, &split, stop(10), &device, &mut Quiet).unwrap();
-    train::train::<TB>(
-        Start::Resume,
-        &split,
-        RunOptions::default(),
-        &device,
-        &mut Quiet,
-    )
-    .unwrap();
+    Start::resume(&split)
+        .and_then(|start| train::train::<TB>(start, &split, stop(10), &device, &mut Quiet))
+        .unwrap();
+    Start::resume(&split)
+        .and_then(|start| {
+            train::train::<TB>(start, &split, RunOptions::default(), &device, &mut Quiet)
+        })
+        .unwrap();
     let got = losses(&split);
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
@@ -544,13 +543,9 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
         want[11].3
     );
     // A finished run has nothing left to resume.
-    let e = err_text(train::train::<TB>(
-        Start::Resume,
-        &split,
-        RunOptions::default(),
-        &device,
-        &mut Quiet,
-    ));
+    let e = err_text(Start::resume(&split).and_then(|start| {
+        train::train::<TB>(start, &split, RunOptions::default(), &device, &mut Quiet)
+    }));
     assert!(e.contains("complete"), "{e}");
 }
 
@@ -586,13 +581,15 @@ fn training_refuses_bad_input() {
     c.data = dir.join("nowhere");
     assert!(err_text(go(&c, "r", RunOptions::default())).contains("does not exist"));
     let resume = |out: &str| {
-        train::train::<TB>(
-            Start::Resume,
-            &dir.join(out),
-            RunOptions::default(),
-            &device,
-            &mut Quiet,
-        )
+        Start::resume(&dir.join(out)).and_then(|start| {
+            train::train::<TB>(
+                start,
+                &dir.join(out),
+                RunOptions::default(),
+                &device,
+                &mut Quiet,
+            )
+        })
     };
     assert!(err_text(resume("r")).contains("nothing to resume"));
     assert!(!dir.join("r").exists(), "refused runs write nothing");
@@ -604,13 +601,15 @@ fn training_refuses_bad_input() {
     let mut other = ok.clone();
     other.model.ffn.fc1 = Structure::Dense;
     other.model_name = "other".into();
+    let saved = train::read_run_config(&dir.join("done")).unwrap();
     let e = err_text(train::check_run_model(
         &dir.join("done"),
+        &saved,
         &other.model_name,
         &other.model,
     ));
     assert!(e.contains("different model"), "{e}");
-    train::check_run_model(&dir.join("done"), &ok.model_name, &ok.model).unwrap();
+    train::check_run_model(&dir.join("done"), &saved, &ok.model_name, &ok.model).unwrap();
     // Weights of another model are refused by the checkpoint loader.
     let ckpt = checkpoint::resolve(&dir.join("done")).unwrap();
     let mut model = other.model.init::<IB>(&device).unwrap();

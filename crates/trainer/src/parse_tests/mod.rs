@@ -212,13 +212,15 @@ fn use_run(run: &Path, ckpt: &Path, file: &str) -> Result<(), TestCaseError> {
         let _ = model.num_params();
     }
     clean(file, || {
-        train::train::<burn::backend::Autodiff<NB>>(
-            Start::Resume,
-            run,
-            RunOptions::default(),
-            &device,
-            &mut Quiet,
-        )
+        Start::resume(run).and_then(|start| {
+            train::train::<burn::backend::Autodiff<NB>>(
+                start,
+                run,
+                RunOptions::default(),
+                &device,
+                &mut Quiet,
+            )
+        })
     })?;
     Ok(())
 }

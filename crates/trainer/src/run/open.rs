@@ -23,7 +23,7 @@ use crate::run::memory::check_memory;
 use crate::run::metrics::MetricsLog;
 use crate::run::readback::Pending;
 use crate::run::report::{Event, Observer};
-use crate::run::run_dir::{claim_fresh, find_resume, RunDir};
+use crate::run::run_dir::{claim_fresh, latest_checkpoint, RunDir};
 use crate::run::session::Run;
 use crate::run::train::{self, RunOptions};
 use crate::step::optim::AdamW;
@@ -237,10 +237,7 @@ fn settings<B: AutodiffBackend>(
     // Resuming a run killed before its first checkpoint starts it over from its saved settings.
     let (mut config, resume_from, resuming) = match start {
         train::Start::Fresh(config) => (config, None, false),
-        train::Start::Resume => {
-            let (checkpoint, saved) = find_resume(dir)?;
-            (saved, checkpoint, true)
-        }
+        train::Start::Resume(saved) => (*saved, latest_checkpoint(dir), true),
     };
     if let Some(n) = options.skip_nonfinite {
         config.skip_nonfinite = n;

@@ -63,26 +63,24 @@ pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
     })
 }
 
-/// With `--resume`: the newest checkpoint of the run in `dir` (none when the run was stopped
-/// before its first checkpoint: it starts over) and the run's saved settings (which apply).
-pub(crate) fn find_resume(dir: &RunDir) -> Result<(Option<PathBuf>, TrainConfig), TrainError> {
-    let saved = read_run_config(&dir.0)?;
-    let latest = checkpoint::list(&dir.checkpoints()).pop().map(|(_, p)| p);
-    Ok((latest, saved))
+/// The newest checkpoint of the run in `dir`; none when the run was stopped before its first
+/// checkpoint (a resumed run starts over, from its saved settings).
+pub(crate) fn latest_checkpoint(dir: &RunDir) -> Option<PathBuf> {
+    checkpoint::list(&dir.checkpoints()).pop().map(|(_, p)| p)
 }
 
-/// Refuses to resume the run in `out` as model `name` when the run trains another model (a
-/// guard for front ends, whose user names the model again).
+/// Refuses to resume the run in `out`, whose saved settings are `saved`, as model `name` when
+/// the run trains another model (a guard for front ends, whose user names the model again).
 pub fn check_run_model(
     out: &Path,
+    saved: &TrainConfig,
     name: &str,
     model: &TransformerConfig,
 ) -> Result<(), TrainError> {
-    let saved = read_run_config(out)?;
     if saved.model != *model {
         return Err(TrainError::OtherModel {
             dir: out.to_path_buf(),
-            run_model: saved.model_name,
+            run_model: saved.model_name.clone(),
             asked: name.to_string(),
         });
     }

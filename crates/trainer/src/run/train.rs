@@ -39,9 +39,18 @@ pub enum Start {
     /// A new run with these settings (a folder holding another run is refused unless
     /// [`RunOptions::force`]).
     Fresh(TrainConfig),
-    /// Continue the run in the folder from its newest checkpoint, with the settings saved in
-    /// its `config.json` (see [`crate::run::run_dir::check_run_model`] to refuse another model).
-    Resume,
+    /// Continue the run in the folder from its newest checkpoint, with these settings: the
+    /// ones saved in its `config.json`, read by [`Start::resume`] (read once: a front end
+    /// takes the device count from them and checks the model with
+    /// [`crate::run::run_dir::check_run_model`]).
+    Resume(Box<TrainConfig>),
+}
+
+impl Start {
+    /// Resuming the run in folder `out`: its saved settings.
+    pub fn resume(out: &Path) -> Result<Start, TrainError> {
+        Ok(Start::Resume(Box::new(read_run_config(out)?)))
+    }
 }
 
 /// How to treat the output folder.

@@ -25,18 +25,25 @@ use storage::write_atomic;
 /// reference recipe's 0.1).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct AdamWConfig {
-    /// First-moment decay (0.9).
+    /// AdamW's first-moment decay (0.9).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::RECIPE.beta1))]
     pub beta1: f64,
-    /// Second-moment decay (0.999, docs/reference.md §4).
+    /// AdamW's second-moment decay (0.999, docs/reference.md §4).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::RECIPE.beta2))]
     pub beta2: f64,
-    /// Added to the denominator (1e-8, PyTorch's; burn's default is 1e-5).
+    /// AdamW's epsilon (1e-8, PyTorch's; burn's default is 1e-5).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::RECIPE.eps))]
     pub eps: f64,
-    /// Decoupled weight decay (0.1).
+    /// AdamW's decoupled weight decay (0.1).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = Self::RECIPE.weight_decay))]
     pub weight_decay: f64,
-    /// Which parameters decay. A run config without the field is an older run, which decayed
-    /// matrices only.
+    /// Which parameters decay: all (one group, the papers' reference) or matrices (not biases
+    /// and norm weights: GPT-2 / nanoGPT). A run config without the field is an older run,
+    /// which decayed matrices only.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_enum, default_value_t = Self::RECIPE.decay))]
     pub decay: Decay,
 }
 
