@@ -15,7 +15,7 @@ use storage::weights::load_model;
 use trainer::config::DEFAULTS;
 use trainer::data::Manifest;
 use trainer::precision::Precision;
-use trainer::train::evaluate;
+use trainer::train::{evaluate, read_run_config, run_folder_of};
 use trainer::WindowLoader;
 use transformer::{
     generate, Dispatching, GenerateConfig, SamplingConfig, DEFAULT_DISPATCH_THRESHOLD,
@@ -28,9 +28,10 @@ pub struct EvalArgs {
     /// Checkpoint folder, or a run folder (its newest checkpoint).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Prepared data folder; its validation split is scored.
+    /// Prepared data folder; its validation split is scored. Default: the data of the run the
+    /// checkpoint belongs to.
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Tokens per sequence (default: the model's max_seq_len).
     #[arg(long)]
     seq_len: Option<usize>,
@@ -103,9 +104,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
     let dir = checkpoint::resolve(&args.checkpoint)?;
     let config = checkpoint::read_model_config(&dir)?;
-    let manifest = Manifest::load(&args.data)?;
+    let data = match &args.data {
+        Some(data) => data.clone(),
+        None => run_data(&args.checkpoint)?,
+    };
+    let manifest = Manifest::load(&data)?;
     manifest.check_vocab(&dir.display().to_string(), config.vocab_size)?;
-    check_same_tokenizer(&dir, &manifest, &args.data)?;
+    check_same_tokenizer(&dir, &manifest, &data)?;
     let seq_len = args.seq_len.unwrap_or(config.max_seq_len);
     if seq_len == 0 || seq_len > config.max_seq_len {
         bail!(
@@ -113,7 +118,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             config.max_seq_len
         );
     }
-    let loader = manifest.loader(&args.data, &manifest.validation, seq_len, 0, false)?;
+    let loader = manifest.loader(&data, &manifest.validation, seq_len, 0, false)?;
     let precision = args.precision;
     let step = checkpoint::read_state(&dir)?.step;
     let result = dispatch(
@@ -155,6 +160,26 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The data folder of the run `checkpoint` belongs to (the run folder or one of its
+/// checkpoints).
+fn run_data(checkpoint: &Path) -> Result<PathBuf> {
+    let Some(run) = run_folder_of(checkpoint) else {
+        bail!(
+            "{} is not a run's checkpoint: give the data to score with --data",
+            checkpoint.display()
+        );
+    };
+    let data = read_run_config(&run)?.data;
+    if !data.is_dir() {
+        bail!(
+            "the data folder of run {} ({}) does not exist: give its new place with --data",
+            run.display(),
+            data.display()
+        );
+    }
+    Ok(data)
 }
 
 /// Refuses data tokenized with another tokenizer than the checkpoint's (when both have one).

@@ -73,10 +73,16 @@ fn main() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // clap's message, first line only, without its own "error: " prefix.
+            // clap's message up to its first blank line (e.g. the missing arguments' names), on
+            // one line, without its own "error: " prefix.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("error: {}", first.trim_start_matches("error: "));
+            let head: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            let line = head.join(" ");
+            eprintln!("error: {}", line.trim_start_matches("error: "));
             std::process::exit(2);
         }
     };

@@ -1,7 +1,7 @@
 //! `strata train`: flags -> [`TrainConfig`], the run on the chosen backend (with the progress
 //! display of [`crate::progress`] and the stall watchdog) and the final summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -40,9 +40,10 @@ pub struct TrainArgs {
     /// they are dropped.
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
-    /// Prepared data folder (`strata data prepare`).
-    #[arg(long)]
-    pub data: PathBuf,
+    /// Prepared data folder (`strata data prepare`). With --resume: the run's own by default;
+    /// give it when the folder moved (it must hold the same data).
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
     /// Run folder: config.json, metrics.jsonl, loss.svg, checkpoints/.
     #[arg(long)]
     pub out: PathBuf,
@@ -155,7 +156,10 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.sgt.is_none() && args.reduce_flop {
         bail!("--reduce-flop needs --sgt fixedstep or fixedflop");
     }
-    let mut c = TrainConfig::with_recipe(&name, model, args.data.clone(), budget, &args.recipe);
+    let Some(data) = args.data.clone() else {
+        bail!("give the data folder: --data DIR");
+    };
+    let mut c = TrainConfig::with_recipe(&name, model, data, budget, &args.recipe);
     c.init = args.init.clone();
     c.seq_len = args.seq_len.unwrap_or(c.seq_len);
     c.grad_accum = global / batch;
@@ -223,6 +227,7 @@ pub fn run_training(
         } else {
             None
         },
+        data: args.data.clone(),
         memory: crate::memory::limit(args.backend),
         faults: None,
     };
@@ -285,13 +290,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             summary.model, summary.steps, summary.tokens
         );
     } else {
-        print_summary(&summary, &args.data);
+        print_summary(&summary);
     }
     if summary.interrupted {
         eprintln!(
-            "interrupted after step {}; continue with: strata train --resume --data {} --out {}",
+            "interrupted after step {}; continue with: strata train --resume --out {}",
             summary.steps,
-            args.data.display(),
             args.out.display()
         );
     }
@@ -299,7 +303,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 /// Prints a run's summary as text.
-pub fn print_summary(s: &Summary, data: &Path) {
+pub fn print_summary(s: &Summary) {
     let ppl = s
         .val_ppl
         .map(|p| format!("{p:.2}"))
@@ -314,7 +318,7 @@ pub fn print_summary(s: &Summary, data: &Path) {
         s.tokens_per_s,
         s.elapsed_s,
         ppl,
-        data.display()
+        s.data.display()
     );
     if s.stopped_early {
         println!("stopped early; continue with --resume");

@@ -170,7 +170,8 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     };
     let first = train(&["--stop-at", "3"]);
     assert!(stdout_text(&first).contains("stopped early"));
-    let summary = stdout_json(&train(&["--resume", "--json"]));
+    // The run folder alone resumes it: data, model and settings are the run's.
+    let summary = stdout_json(&strata(&["train", "--resume", "--out", &run, "--json"]));
     assert_eq!(summary["steps"], 6);
     // metrics.jsonl follows the contract: every step once, val_loss on evaluation steps.
     let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
@@ -197,12 +198,11 @@ fn prepare_train_resume_eval_generate_end_to_end() {
         &data,
         "--json",
     ]));
+    // Without --data a run's checkpoint is scored on the run's validation split.
     let m = stdout_json(&strata(&[
         "eval",
         "--checkpoint",
         &run,
-        "--data",
-        &data,
         "--json",
         "--merged",
     ]));
@@ -280,6 +280,26 @@ fn prepare_train_resume_eval_generate_end_to_end() {
     fails_with(
         strata(&["eval", "--checkpoint", &fresh, "--data", &data]),
         "does not exist",
+    );
+    fails_with(
+        strata(&["train", "--model", &model, "--out", &fresh, "--steps", "2"]),
+        "--data",
+    );
+    // A checkpoint outside a run has no data of its own to score on.
+    let newest = std::fs::read_dir(dir.join("run/checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let loose = dir.join("loose");
+    std::fs::create_dir(&loose).unwrap();
+    for file in std::fs::read_dir(&newest).unwrap().flatten() {
+        std::fs::copy(file.path(), loose.join(file.file_name())).unwrap();
+    }
+    fails_with(
+        strata(&["eval", "--checkpoint", &loose.to_string_lossy()]),
+        "give the data to score with --data",
     );
     fails_with(
         strata(&[

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use transformer::TransformerConfig;
 
+use crate::data::DataRecord;
 use crate::error::TrainError;
 use crate::step::optim::AdamWConfig;
 use crate::step::precision::Precision;
@@ -184,6 +185,10 @@ pub struct TrainConfig {
     /// gets fresh ones (its structured layers merged) under `sgt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// What `data` held when the run started ([`DataRecord`], written by the run itself): a
+    /// resumed run given another folder (a moved copy) checks it against this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_record: Option<DataRecord>,
 }
 
 fn one() -> usize {
@@ -233,6 +238,7 @@ impl TrainConfig {
             nodes: 1,
             skip_nonfinite: r.skip_nonfinite,
             init: None,
+            data_record: None,
         }
     }
 

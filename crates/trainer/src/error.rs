@@ -149,6 +149,24 @@ pub enum TrainError {
         /// The run folder.
         dir: PathBuf,
     },
+    /// A resumed run given a data folder that is not the data it trained on.
+    #[error("`data` {} is not the data the run trained on ({difference}); the run's was {}", given.display(), run.display())]
+    OtherData {
+        /// The folder given.
+        given: PathBuf,
+        /// The folder the run recorded.
+        run: PathBuf,
+        /// What differs.
+        difference: String,
+    },
+    /// A resumed run whose recorded data folder is gone.
+    #[error("the run's data folder {} {problem}; give its new place with `data`", dir.display())]
+    RunDataGone {
+        /// The recorded folder.
+        dir: PathBuf,
+        /// "does not exist" or "has no manifest.json".
+        problem: &'static str,
+    },
     /// `--resume` found nothing to continue.
     #[error("nothing to resume: {} {why}", dir.display())]
     NothingToResume {

@@ -37,6 +37,8 @@ mod parse_tests;
 #[cfg(test)]
 mod patch_tests;
 #[cfg(test)]
+mod resume_tests;
+#[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Data: `data prepare` (text files, folders of them or JSON lines -> a tokenizer, trained
 //! byte-level BPE or the user's, token shards split by whole document, and a manifest), the
-//! manifest's reader, and `data import` of raw uint16 token files.
+//! manifest's reader, `data import` of raw uint16 token files, and the record of a run's data.
 //!
 //! Documents are read one at a time (a text file is one document, a JSON line is one
 //! document), so memory does not grow with the corpus: BPE training keeps word counts, and
@@ -10,6 +10,7 @@ mod import;
 pub mod loader;
 mod manifest;
 mod prepare;
+mod record;
 pub mod shard;
 mod sources;
 mod tokenizer;
@@ -17,6 +18,7 @@ mod tokenizer;
 pub use import::import_raw;
 pub use manifest::{FileCheck, FileFormat, Manifest, Split};
 pub use prepare::{prepare, PrepareConfig};
+pub use record::DataRecord;
 pub use storage::tokenizer::{find_eot, load_tokenizer, EOT, TOKENIZER};
 pub use tokenizer::TokenizerSource;
 

@@ -241,6 +241,10 @@ pub(crate) fn agreement(config: &crate::config::TrainConfig, step: u64, params: 
     let mut shared = config.clone();
     shared.data = std::path::PathBuf::new();
     shared.init = None;
+    // Nodes' folders agree on the data, not on their manifests' bytes (paths may differ).
+    if let Some(record) = &mut shared.data_record {
+        record.manifest_fnv1a = 0;
+    }
     let mut text = serde_json::to_string(&shared).expect("plain config");
     text.push_str(&format!("|{step}|{params}"));
     crate::data::shard::fnv1a(text.as_bytes())

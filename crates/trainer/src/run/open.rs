@@ -12,7 +12,7 @@ use transformer::{accounting, Transformer};
 
 use crate::config::TrainConfig;
 use crate::data::loader::WindowLoader;
-use crate::data::Manifest;
+use crate::data::{DataRecord, Manifest};
 use crate::distributed::cluster::{agreement, Cluster, Coordinator};
 use crate::distributed::parallel::{Replica, StepContext};
 use crate::distributed::peers::Peers;
@@ -35,6 +35,11 @@ struct Settings {
     config: TrainConfig,
     resume_from: Option<PathBuf>,
     resuming: bool,
+    /// The data folder this session reads, when it is not the run's recorded one.
+    data_given: Option<PathBuf>,
+    /// Whether a resumed run's `config.json` is written again (its data moved, or it predates
+    /// the data record).
+    rewrite_config: bool,
 }
 
 /// The run's data: a loader per device, the validation split, the tokenizer file.
@@ -59,9 +64,9 @@ impl<'c, B: AutodiffBackend> Run<'c, B> {
         cluster.validate()?;
         let dir = RunDir::new(out);
         let lead = cluster.rank == 0;
-        let settings = settings::<B>(start, &dir, options, devices, cluster)?;
+        let mut settings = settings::<B>(start, &dir, options, devices, cluster)?;
+        let data = open_data(&mut settings, devices.len(), cluster.nodes)?;
         let config = &settings.config;
-        let data = open_data(config, devices.len(), cluster.nodes)?;
         prepare_folder(&settings, &dir, lead, options.force)?;
         let plan = config.plan()?;
         let opened = model_and_state::<B>(config, &dir, &settings.resume_from, &devices[0])?;
@@ -166,7 +171,7 @@ fn write_run_files(
     if !lead {
         return Ok(None);
     }
-    if !settings.resuming {
+    if !settings.resuming || settings.rewrite_config {
         let json = serde_json::to_string_pretty(&settings.config).expect("plain config");
         write_atomic(&dir.config(), json.as_bytes())?;
     }
@@ -242,6 +247,10 @@ fn settings<B: AutodiffBackend>(
     if let Some(n) = options.skip_nonfinite {
         config.skip_nonfinite = n;
     }
+    let data_given = match (resuming, &options.data) {
+        (true, Some(data)) if *data != config.data => Some(data.clone()),
+        _ => None,
+    };
     config.validate().map_err(|e| match resuming {
         true => TrainError::BadRunConfig {
             path: dir.config(),
@@ -273,13 +282,16 @@ fn settings<B: AutodiffBackend>(
         config,
         resume_from,
         resuming,
+        data_given,
+        rewrite_config: false,
     })
 }
 
 /// The run's data, checked: the manifest fits the model, a micro-batch over every device has
 /// windows enough, the tokenizer file is there.
-fn open_data(config: &TrainConfig, devices: usize, nodes: usize) -> Result<Data, TrainError> {
-    let manifest = Manifest::load(&config.data)?;
+fn open_data(settings: &mut Settings, devices: usize, nodes: usize) -> Result<Data, TrainError> {
+    let manifest = record_data(settings)?;
+    let config = &settings.config;
     manifest.check_vocab(&config.model_name, config.model.vocab_size)?;
     let open_loader = || {
         manifest.loader(
@@ -319,6 +331,42 @@ fn open_data(config: &TrainConfig, devices: usize, nodes: usize) -> Result<Data,
         val_loader,
         tokenizer,
     })
+}
+
+/// The manifest of the run's data folder: a fresh run records what the folder holds; a resumed
+/// run reads its recorded folder or the one given instead, which must hold the same data (it
+/// becomes the run's folder).
+fn record_data(settings: &mut Settings) -> Result<Manifest, TrainError> {
+    let config = &mut settings.config;
+    let recorded = config.data.clone();
+    if let Some(given) = &settings.data_given {
+        config.data = given.clone();
+    }
+    let manifest = Manifest::load(&config.data).map_err(|e| match (e, settings.resuming) {
+        (TrainError::NoData { problem, .. }, true) if settings.data_given.is_none() => {
+            TrainError::RunDataGone {
+                dir: recorded.clone(),
+                problem,
+            }
+        }
+        (e, _) => e,
+    })?;
+    let found = DataRecord::of(&manifest, &config.data)?;
+    let added = config.data_record.is_none();
+    match &config.data_record {
+        Some(run) => {
+            if let Some(difference) = run.difference(&found) {
+                return Err(TrainError::OtherData {
+                    given: config.data.clone(),
+                    run: recorded,
+                    difference,
+                });
+            }
+        }
+        None => config.data_record = Some(found),
+    }
+    settings.rewrite_config = settings.resuming && (settings.data_given.is_some() || added);
+    Ok(manifest)
 }
 
 /// The model, its optimizer and where the run stands, before the first step of this session.

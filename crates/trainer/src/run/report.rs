@@ -72,4 +72,7 @@ pub struct Summary {
     pub interrupted: bool,
     /// The last checkpoint.
     pub checkpoint: PathBuf,
+    /// The data folder the run read.
+    #[serde(default)]
+    pub data: PathBuf,
 }

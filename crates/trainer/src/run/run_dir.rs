@@ -63,6 +63,16 @@ pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
     })
 }
 
+/// The run folder `path` is or whose `checkpoints/` holds it (a checkpoint of a run); none for
+/// a checkpoint outside a run (an import or a conversion).
+pub fn run_folder_of(path: &Path) -> Option<PathBuf> {
+    [Some(path), path.parent().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+        .find(|p| RunDir::new(p).config().is_file())
+        .map(Path::to_path_buf)
+}
+
 /// The newest checkpoint of the run in `dir`; none when the run was stopped before its first
 /// checkpoint (a resumed run starts over, from its saved settings).
 pub(crate) fn latest_checkpoint(dir: &RunDir) -> Option<PathBuf> {

@@ -251,6 +251,7 @@ impl<B: AutodiffBackend> Run<'_, B> {
             stopped_early: self.stopped_early,
             interrupted: self.interrupted,
             checkpoint: self.last_checkpoint,
+            data: self.config.data.clone(),
         })
     }
 }

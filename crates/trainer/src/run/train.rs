@@ -10,7 +10,7 @@
 //! evaluate, checkpoint and stop [`crate::run::cadence`]; the step primitives live in
 //! [`crate::step`], the settings in [`crate::config`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ pub use crate::config::{Budget, TrainConfig};
 pub use crate::run::eval::{evaluate, EvalResult};
 pub use crate::run::memory::MemoryLimit;
 pub use crate::run::report::{Event, Observer, Quiet, Summary};
-pub use crate::run::run_dir::{check_run_model, read_run_config, RunDir};
+pub use crate::run::run_dir::{check_run_model, read_run_config, run_folder_of, RunDir};
 pub use crate::step::faults::{FaultHook, FaultPlan};
 pub use crate::step::loss::{cross_entropy, head_cross_entropy};
 pub use crate::step::primitives::{
@@ -65,6 +65,9 @@ pub struct RunOptions {
     /// Stop (with a checkpoint) after the step in progress once this flag is set (the CLI sets
     /// it on SIGINT / SIGTERM); `--resume` continues.
     pub stop: Option<&'static AtomicBool>,
+    /// A resumed run's data folder when it is no longer where the run recorded it (checked to be
+    /// the same data); `None`: the recorded one.
+    pub data: Option<PathBuf>,
     /// Overrides the run's `skip_nonfinite` for this session (e.g. to resume past a fault).
     pub skip_nonfinite: Option<u64>,
     /// Memory the run may use: a run whose estimate
