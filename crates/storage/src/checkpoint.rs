@@ -16,6 +16,7 @@ use burn::tensor::backend::Backend;
 use transformer::{Transformer, TransformerConfig};
 
 use crate::atomic::{sync_parent, write_atomic};
+use crate::canonical::canonical_safetensors;
 use crate::tokenizer::TOKENIZER;
 use crate::{StorageError, TrainState};
 
@@ -135,7 +136,7 @@ pub fn write_model_files<B: Backend>(
     let bytes = store
         .get_bytes()
         .map_err(|e| StorageError::checkpoint(dir, format!("saving weights: {e}")))?;
-    write_atomic(&dir.join(MODEL_WEIGHTS), &bytes)?;
+    write_atomic(&dir.join(MODEL_WEIGHTS), &canonical_safetensors(bytes))?;
     let config = serde_json::to_string_pretty(model.config()).expect("plain config");
     write_atomic(&dir.join(MODEL_CONFIG), config.as_bytes())?;
     if let Some(t) = tokenizer {

@@ -5,11 +5,13 @@
 //! - [`weights`]: a checkpoint's model rebuilt, its weights checked tensor by tensor;
 //! - [`TrainState`]: where a run stands (step, tokens, FLOPs, data [`Cursor`], seed, alpha);
 //! - [`tokenizer`]: loading a `tokenizer.json` and finding its end-of-text token;
-//! - [`atomic`]: atomic file writes (temporary file, fsync, rename).
+//! - [`atomic`]: atomic file writes (temporary file, fsync, rename);
+//! - [`canonical`]: safetensors files whose bytes depend on their tensors only.
 //!
 //! Every failure is a [`StorageError`] naming the file.
 
 pub mod atomic;
+pub mod canonical;
 pub mod checkpoint;
 mod error;
 mod state;

@@ -4,9 +4,10 @@
 //! views and a tied embedding's two gradients against values worked out by hand; and
 //! burn-flex's parallel elementwise paths, vectorised exp, in-place scatter, row-wise layout
 //! copies, uncleared product outputs, wide products and parallel fills against burn-ndarray in
-//! f64.
+//! f64; and exact reciprocals in backward passes (division, logarithm, layer norm) on both CPU
+//! backends.
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::embedding;
 use burn::tensor::{activation::softmax, IndexingUpdateOp, Int, Tensor, TensorData};
@@ -147,7 +148,40 @@ fn the_one_node_layer_norm_equals_its_decomposition_in_value_and_gradients() {
         let [flex, _] = layer_norm_both::<Autodiff<Flex>>(with_beta);
         let [reference, _] = layer_norm_both::<Autodiff<Cpu64>>(with_beta);
         assert_rel_close(&flex, &reference, 2e-5, "flex vs reference");
+        // burn-ndarray's approximate `recip` (~1e-4) would miss this.
+        let [ndarray, _] = layer_norm_both::<Autodiff<NdArray<f32>>>(with_beta);
+        assert_rel_close(&ndarray, &reference, 2e-5, "ndarray vs reference");
     }
+}
+
+/// The gradients of `y / x` (with respect to `y`) and of `ln x`, and `1 / x` in f32.
+fn reciprocal_gradients<B: AutodiffBackend>() -> [Vec<f32>; 3] {
+    let device = Default::default();
+    let x: Vec<f32> = (0..1027).map(|i| 0.5 + i as f32 * 1.37e-3).collect();
+    // f32 whatever the device's default (the f64 tests share burn-ndarray's device).
+    let f32_leaf = |t: Tensor<B, 1>| t.cast(burn::tensor::DType::F32).detach().require_grad();
+    let x_t = f32_leaf(Tensor::from_floats(x.as_slice(), &device));
+    let y = f32_leaf(Tensor::ones([x.len()], &device));
+    let grads = (y.clone() / x_t.clone()).sum().backward();
+    let d_y = y.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    let grads = x_t.clone().log().sum().backward();
+    let d_log = x_t
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    [x.iter().map(|x| 1.0 / x).collect(), d_y, d_log]
+}
+
+/// Both are `1 / x` to the bit on burn-ndarray, whose `recip` (which they took) is an
+/// approximation on an alignment-dependent part of the buffer. (burn-flex's `recip` is exact;
+/// the layer-norm test above covers both backends.)
+#[test]
+fn reciprocals_in_backward_passes_are_exact() {
+    let [want, d_div, d_log] = reciprocal_gradients::<Autodiff<NdArray<f32>>>();
+    assert_eq!(d_div, want, "d(y / x)/dy");
+    assert_eq!(d_log, want, "d(ln x)/dx");
 }
 
 /// Elementwise operations large enough to run in parallel chunks (and a small one that does

@@ -490,13 +490,11 @@ fn stopping_and_resuming_matches_an_uninterrupted_run() {
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.0, w.0);
-        // Within a few f32 ulps, not to the bit: under load (the suite's tests in parallel on
-        // two cores, or other processes beside it) the same run gives losses a few ulps apart
-        // (seen: 5.2347035, 5.2347040, 5.2347050, 5.2347059 at step 5, straight and resumed
-        // alike, on this and earlier commits). A resume that lost state moves the loss far
-        // more than this.
-        assert!(
-            (g.1 - w.1).abs() <= 2e-6 * w.1.abs(),
+        // To the bit: runs are reproducible (burn-ndarray's approximate `recip`, which made
+        // losses a few ulps apart from run to run, is no longer on the training path).
+        assert_eq!(
+            g.1.to_bits(),
+            w.1.to_bits(),
             "step {}: loss {} vs {}",
             g.0,
             g.1,

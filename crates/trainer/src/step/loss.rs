@@ -66,7 +66,7 @@ pub fn head_cross_entropy<B: AutodiffBackend>(
     let sum = exp.clone().sum_dim(1);
     let loss = (sum.clone().log() + max - picked).mean();
     // d loss / d logits = (softmax - onehot) / n, in the exponentials' buffer.
-    let scale = sum.mul_scalar(n as f64).recip();
+    let scale = exact_recip(sum.mul_scalar(n as f64));
     let device = exp.device();
     let grad = (exp * scale).scatter(
         1,
@@ -102,6 +102,13 @@ pub fn head_cross_entropy<B: AutodiffBackend>(
     let surrogate = to_f32(surrogate);
     // Exactly zero in value, the gradients above in the backward pass.
     surrogate.clone() - surrogate.detach() + Tensor::from_inner(loss)
+}
+
+/// `1 / x`, correctly rounded: burn-ndarray's `recip` is a SIMD approximation (x86's
+/// `rcp`/`rcp14`, ~1e-4 relative) on the part of the buffer its alignment puts in vectors, so
+/// neither exact nor the same from one run to the next. A division is both.
+pub(crate) fn exact_recip<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    x.ones_like().div(x)
 }
 
 fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {

@@ -18,7 +18,9 @@ use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
+use crate::step::loss::exact_recip;
 use crate::step::optim_fused::{self, Update};
+use storage::canonical::canonical_safetensors;
 use storage::write_atomic;
 
 /// AdamW hyper-parameters, PyTorch's defaults spelled out except the weight decay (the
@@ -246,7 +248,7 @@ impl<B: Backend> AdamW<B> {
         ]);
         let bytes = safetensors::serialize(views, Some(meta))
             .map_err(|e| TrainError::checkpoint(path, e))?;
-        write_atomic(path, &bytes)?;
+        write_atomic(path, &canonical_safetensors(bytes))?;
         Ok(())
     }
 
@@ -489,10 +491,7 @@ pub fn clip_scale<B: Backend>(
         return scaled_norm.zeros_like().add_scalar(1.0 / loss_scale);
     }
     // min(1, max_norm / (norm + 1e-6)) with norm = scaled_norm / loss_scale.
-    scaled_norm
-        .div_scalar(loss_scale)
-        .add_scalar(1e-6)
-        .recip()
+    exact_recip(scaled_norm.div_scalar(loss_scale).add_scalar(1e-6))
         .mul_scalar(max_norm)
         .clamp_max(1.0)
         .div_scalar(loss_scale)

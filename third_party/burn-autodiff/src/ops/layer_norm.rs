@@ -57,6 +57,14 @@ impl<B: Backend> Backward<B, 2> for LayerNormNoBeta {
 }
 
 /// The gradients of the tracked parents, computed over `[rows, d]` views.
+/// `1 / x`, correctly rounded. burn-ndarray's `float_recip` is a SIMD approximation (x86's
+/// `rcp`/`rcp14`, ~1e-4 relative) on the part of the buffer its alignment puts in vectors, so
+/// it is neither exact nor the same from one run to the next; a division is both.
+pub(crate) fn exact_recip<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    let ones = B::float_ones(x.shape(), &B::float_device(&x), x.dtype().into());
+    B::float_div(ones, x)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn register<B: Backend>(
     grads: &mut Gradients,
@@ -78,7 +86,7 @@ fn register<B: Backend>(
     let mean = B::float_mean_dim(x.clone(), 1);
     let centered = B::float_sub(x, mean);
     let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), 1);
-    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
+    let rstd = exact_recip::<B>(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
     let x_hat = B::float_mul(centered, rstd.clone());
 
     if let Some(node) = node_beta {

@@ -393,7 +393,7 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                     grads,
                     |grad| {
                         let rhs = rhs_4lhs.unwrap();
-                        let value = B::float_recip(rhs);
+                        let value = crate::ops::layer_norm::exact_recip::<B>(rhs);
                         let grad = B::float_mul(grad, value);
 
                         broadcast.backward_lhs::<B>(grad)
@@ -2333,7 +2333,7 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
             ) {
                 let input = checkpointer.retrieve_node_output(ops.state);
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    let value = B::float_recip(input);
+                    let value = crate::ops::layer_norm::exact_recip::<B>(input);
                     B::float_mul(grad, value)
                 });
             }

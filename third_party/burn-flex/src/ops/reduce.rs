@@ -123,13 +123,16 @@ fn sum_f32_contiguous(data: &[f32]) -> f32 {
     }
 }
 
-/// Parallel sum using rayon with SIMD per chunk.
+/// Parallel sum using rayon with SIMD per chunk. The chunks' partial sums are added in chunk
+/// order (rayon's own `sum` adds them in a tree that follows its work stealing, so the result
+/// changed from run to run).
 #[cfg(feature = "rayon")]
 #[inline]
 fn sum_f32_parallel(data: &[f32]) -> f32 {
     const CHUNK_SIZE: usize = 64 * 1024; // 64K elements per chunk
 
-    data.par_chunks(CHUNK_SIZE)
+    let partials: Vec<f32> = data
+        .par_chunks(CHUNK_SIZE)
         .map(|chunk| {
             #[cfg(feature = "simd")]
             {
@@ -140,7 +143,8 @@ fn sum_f32_parallel(data: &[f32]) -> f32 {
                 chunk.iter().copied().sum::<f32>()
             }
         })
-        .sum()
+        .collect();
+    partials.iter().fold(0.0, |sum, &p| sum + p)
 }
 
 fn sum_impl<E: Element + bytemuck::Pod + Default + core::iter::Sum>(

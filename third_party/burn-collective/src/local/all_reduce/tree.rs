@@ -16,11 +16,12 @@ pub(crate) fn all_reduce_sum_tree<B: Backend>(
 ) -> CollectiveTensorMap<B> {
     let mut input = tensors.into_iter().collect::<Vec<_>>();
 
-    // Sort to put devices of the same type together
+    // Sort to put devices of the same type together, then by peer: the order of the sums
+    // must not follow the map's (random) order, or the result changes from run to run.
     input.sort_by(|a, b| {
         let dev_a = B::float_device(&a.1);
         let dev_b = B::float_device(&b.1);
-        dev_a.id().cmp(&dev_b.id())
+        dev_a.id().cmp(&dev_b.id()).then(a.0.0.cmp(&b.0.0))
     });
     // Recursive all-reduce
     let out = all_reduce_sum_tree_inner::<B>(input, arity);

@@ -14,16 +14,16 @@ pub(crate) fn reduce_sum_tree<B: Backend>(
     // Convert hash map to vector of key-value pairs because order matters
     let mut input = vec![];
     let root_tensor = tensors.remove(root).unwrap();
-    for (_, tensor) in tensors.drain() {
-        input.push(tensor);
-    }
+    let mut peers: Vec<_> = tensors.drain().collect();
 
-    // Sort to put devices of the same type together
-    input.sort_by(|a, b| {
-        let dev_a = B::float_device(a);
-        let dev_b = B::float_device(b);
-        dev_a.id().cmp(&dev_b.id())
+    // Sort to put devices of the same type together, then by peer: the order of the sums
+    // must not follow the map's (random) order, or the result changes from run to run.
+    peers.sort_by(|a, b| {
+        let dev_a = B::float_device(&a.1);
+        let dev_b = B::float_device(&b.1);
+        dev_a.id().cmp(&dev_b.id()).then(a.0.0.cmp(&b.0.0))
     });
+    input.extend(peers.into_iter().map(|(_, tensor)| tensor));
 
     // put the root first
     input.insert(0, root_tensor);
