@@ -155,11 +155,10 @@ where
             tokio::spawn(async move { data_client.download_tensor(next_node, transfer_id).await })
         };
 
-        let lost = || GlobalCollectiveError::Server("a ring transfer task failed".into());
-        upload.await.map_err(|_| lost())?;
+        upload.await.map_err(lost)?;
         let download = download
             .await
-            .map_err(|_| lost())?
+            .map_err(lost)?
             .ok_or_else(|| GlobalCollectiveError::Server("a peer closed its download connection".into()))?;
         if is_phase_one {
             let tensor = B::float_from_data(download, device);
@@ -179,6 +178,20 @@ where
     }
 
     Ok(())
+}
+
+/// A transfer task that ended without its result (it panicked: the data service panics when a
+/// connection fails), with the panic's message.
+fn lost(e: tokio::task::JoinError) -> GlobalCollectiveError {
+    let why = match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "it panicked".into()),
+        Err(_) => "it was cancelled".into(),
+    };
+    GlobalCollectiveError::Server(format!("a ring transfer task failed: {why}"))
 }
 
 /// But a tensor into even slices across a dimension
