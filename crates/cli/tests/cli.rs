@@ -286,12 +286,7 @@ fn prepare_train_resume_eval_generate_end_to_end() {
         "--data",
     );
     // A checkpoint outside a run has no data of its own to score on.
-    let newest = std::fs::read_dir(dir.join("run/checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .max()
-        .unwrap();
+    let newest = newest_checkpoint(&dir.join("run"));
     let loose = dir.join("loose");
     std::fs::create_dir(&loose).unwrap();
     for file in std::fs::read_dir(&newest).unwrap().flatten() {

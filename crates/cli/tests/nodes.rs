@@ -1,22 +1,31 @@
 //! Multi-node training through the binary, on one machine: node processes on localhost
-//! (loopback addresses, ports found free at run time, every wait bounded) against one process
+//! (loopback addresses, ports found free at run time below the ephemeral range, every wait
+//! bounded) against one process
 //! with the combined batch, across a stop and a resume; and a node killed mid-run.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A port nothing listens on now (the OS picks it; released before use).
+/// A port nothing listens on now, released before the nodes bind it. Not one the OS hands out:
+/// those come from the ephemeral range (32768-60999 on Linux), where the nodes' own outgoing
+/// connections could take it in between (a data port taken so made a peer's first download
+/// fail under load). Below it, 40 ports per test process (by its pid), each handed out once.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 250) as u16 * 40;
+    for _ in 0..40 {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 40;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 40)
 }
 
 /// Three distinct free ports: the coordinator's and two data ports.

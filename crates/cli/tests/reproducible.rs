@@ -1,14 +1,14 @@
 //! Bit-reproducible CPU training, end to end: the same `strata train` twice, in two processes,
 //! with two processes spinning beside it, gives the same `metrics.jsonl` (timing fields aside)
-//! and the same checkpoint files byte for byte, on both CPU backends, with one replica and with
-//! three (whose gradients are summed in a tree).
+//! and the same checkpoint files byte for byte, on both CPU backends, with one, two and three
+//! replicas (three make the gradients' sum a tree whose order once followed a hash map).
 
 mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{prepared, scratch, stdout_text, train_cmd};
+use common::{newest_checkpoint, prepared, scratch, stdout_text, train_cmd};
 use serde_json::Value;
 
 /// Processes that keep the CPU busy until dropped.
@@ -54,12 +54,7 @@ fn records(run: &Path) -> Vec<Value> {
 /// The files of the run's newest checkpoint that hold numbers (its `state.json` without the
 /// elapsed time).
 fn checkpoint(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let dir = std::fs::read_dir(run.join("checkpoints"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .max()
-        .unwrap();
+    let dir = newest_checkpoint(run);
     let mut state: Value =
         serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
     state.as_object_mut().unwrap().remove("elapsed_s");
@@ -77,7 +72,7 @@ fn the_same_run_twice_is_the_same_to_the_bit_beside_a_busy_cpu() {
     let (_, data, model) = prepared(&dir);
     let _hog = Hog::start(2);
     for backend in ["cpu", "ndarray"] {
-        for devices in ["1", "3"] {
+        for devices in ["1", "2", "3"] {
             let runs: Vec<_> = (0..2)
                 .map(|i| {
                     let run = dir.join(format!("{backend}-{devices}-{i}"));

@@ -96,3 +96,13 @@ pub fn train_cmd(model: &str, data: &str, out: &str, args: &[&[&str]]) -> Output
     }
     strata(&all)
 }
+
+/// The newest checkpoint folder of the run in `run`.
+pub fn newest_checkpoint(run: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap()
+}
