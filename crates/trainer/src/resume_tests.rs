@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::data::{self, PrepareConfig, TokenizerSource};
+use crate::parse_tests::copy_dir;
 use crate::run::train::{self, Quiet, RunOptions, Start};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_run};
 
@@ -19,13 +20,6 @@ fn resume(out: &Path, data: Option<&Path>) -> Result<train::Summary, crate::Trai
     };
     Start::resume(out)
         .and_then(|start| train::train::<TB>(start, out, options, &Default::default(), &mut Quiet))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap().flatten() {
-        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -188,7 +188,8 @@ fn altered_run_configs_and_checkpoints_never_panic() {
         }
     }
 }
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the folder `from` to `to`, subfolders included.
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
