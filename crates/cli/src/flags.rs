@@ -10,6 +10,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("`cluster.host`", "--node-host"),
     ("`cluster.rank`", "--node-rank"),
     ("`cluster.timeout`", "--node-timeout"),
+    ("`data`", "--data"),
     ("`devices`", "--devices"),
     ("`blocks`", "--blocks"),
     ("`eot`", "--eot"),
