@@ -38,10 +38,16 @@ fn with_events<T>(f: impl FnOnce(&mut HashMap<usize, u64>) -> T) -> T {
     f(guard.get_or_insert_with(HashMap::new))
 }
 
-/// Per kernel handle: the dynamic shared memory it was allowed.
-static KERNELS: Mutex<Option<HashMap<usize, u32>>> = Mutex::new(None);
+/// A kernel handle's entry point name and the dynamic shared memory it was allowed.
+struct Kernel {
+    name: String,
+    shared: u32,
+}
 
-fn with_kernels<T>(f: impl FnOnce(&mut HashMap<usize, u32>) -> T) -> T {
+/// Per kernel handle: its [`Kernel`].
+static KERNELS: Mutex<Option<HashMap<usize, Kernel>>> = Mutex::new(None);
+
+fn with_kernels<T>(f: impl FnOnce(&mut HashMap<usize, Kernel>) -> T) -> T {
     let mut guard = KERNELS.lock().unwrap_or_else(|e| e.into_inner());
     f(guard.get_or_insert_with(HashMap::new))
 }
@@ -84,7 +90,14 @@ pub unsafe extern "C" fn cuModuleGetFunction(
         return INVALID_VALUE;
     }
     let f = handle();
-    with_kernels(|k| k.insert(f as usize, DEFAULT_DYNAMIC_SHARED));
+    let name = std::ffi::CStr::from_ptr(name)
+        .to_string_lossy()
+        .into_owned();
+    let kernel = Kernel {
+        name,
+        shared: DEFAULT_DYNAMIC_SHARED,
+    };
+    with_kernels(|k| k.insert(f as usize, kernel));
     put(func, f)
 }
 
@@ -103,7 +116,7 @@ pub unsafe extern "C" fn cuFuncSetAttribute(
             if value < 0 || value as u32 > optin {
                 return INVALID_VALUE;
             }
-            *allowed = value as u32;
+            allowed.shared = value as u32;
         }
         SUCCESS
     })
@@ -143,8 +156,14 @@ pub unsafe extern "C" fn cuOccupancyMaxActiveBlocksPerMultiprocessor(
 }
 
 /// The driver's launch checks: every dimension positive and within the device's limits, at
-/// most 1024 threads a block, dynamic shared memory within what the kernel was allowed.
-fn launch_ok(func: *mut c_void, grid: [c_uint; 3], block: [c_uint; 3], shared: c_uint) -> bool {
+/// most 1024 threads a block, dynamic shared memory within what the kernel was allowed. The
+/// kernel's entry point name when they pass.
+fn launch_ok(
+    func: *mut c_void,
+    grid: [c_uint; 3],
+    block: [c_uint; 3],
+    shared: c_uint,
+) -> Option<String> {
     let grid_max = [attribute(5), attribute(6), attribute(7)];
     let block_max = [attribute(2), attribute(3), attribute(4)];
     let dims_ok = (0..3).all(|i| {
@@ -154,8 +173,12 @@ fn launch_ok(func: *mut c_void, grid: [c_uint; 3], block: [c_uint; 3], shared: c
             && block[i] as i64 <= block_max[i] as i64
     });
     let threads = block.iter().map(|&b| b as u64).product::<u64>();
-    let allowed = with_kernels(|k| k.get(&(func as usize)).copied());
-    dims_ok && threads <= attribute(1) as u64 && allowed.is_some_and(|a| shared <= a)
+    let kernel = with_kernels(|k| {
+        k.get(&(func as usize))
+            .filter(|k| shared <= k.shared)
+            .map(|k| k.name.clone())
+    });
+    kernel.filter(|_| dims_ok && threads <= attribute(1) as u64)
 }
 
 #[no_mangle]
@@ -172,11 +195,13 @@ pub unsafe extern "C" fn cuLaunchKernel(
     params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> CuResult {
-    if params.is_null() || !launch_ok(func, [gx, gy, gz], [bx, by, bz], shared) {
+    let kernel = launch_ok(func, [gx, gy, gz], [bx, by, bz], shared);
+    let Some(name) = kernel.filter(|_| !params.is_null()) else {
         count(&COUNTS.launch_errors, 1);
         return INVALID_VALUE;
-    }
+    };
     count(&COUNTS.launches, 1);
+    crate::report::count_launch(&name);
     queued();
     SUCCESS
 }
@@ -331,7 +356,11 @@ mod tests {
                 SUCCESS
             );
             let mut f = std::ptr::null_mut();
-            assert_eq!(cuModuleGetFunction(&mut f, module, c"k".as_ptr()), SUCCESS);
+            let kernel = c"launches_are_checked_kernel";
+            assert_eq!(
+                cuModuleGetFunction(&mut f, module, kernel.as_ptr()),
+                SUCCESS
+            );
             let mut arg = 0u64;
             let mut params = [&mut arg as *mut u64 as *mut c_void];
             let p = params.as_mut_ptr();
@@ -373,6 +402,12 @@ mod tests {
                 INVALID_VALUE
             );
         }
+        // The two launches that passed, by name; the refused ones are launch errors.
+        let report: serde_json::Value = serde_json::from_str(&crate::report::json()).unwrap();
+        assert_eq!(
+            report["launches_by_kernel"]["launches_are_checked_kernel"],
+            2
+        );
     }
 
     #[test]

@@ -9,9 +9,12 @@
 //! behind it: the host waits for the GPU to catch up, the GPU stays busy), `events_recorded`,
 //! `allocations`, `peak_bytes`, `jit_cache_path` (`CUDA_CACHE_PATH` at `cuInit`, where a real
 //! driver keeps the machine code it makes from PTX; quotes and backslashes dropped) and
-//! `device` (the name it answered with). A process can also
+//! `device` (the name it answered with) and `launches_by_kernel` (launches per kernel entry point
+//! name, cubecl's name of the operation: `elemwise_fuse`, `matmul_entry`, ...; names sorted). A
+//! process can also
 //! read them while it runs: [`strata_cuda_sim_report`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
@@ -74,6 +77,27 @@ pub fn note_jit_cache() {
     }
 }
 
+/// Launches per kernel entry point name.
+static BY_KERNEL: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts one launch of the kernel named `name` in `launches_by_kernel`.
+pub fn count_launch(name: &str) {
+    let mut by = BY_KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    match by.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            by.insert(name.to_string(), 1);
+        }
+    }
+}
+
+/// `text` without the characters that would need escaping in a JSON string.
+fn json_safe(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
 /// Adds `n` to a counter.
 pub fn count(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
@@ -114,11 +138,13 @@ pub fn json() -> String {
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default();
-    let jit: String = jit
-        .chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+    out.push_str(&format!(",\"jit_cache_path\":\"{}\"", json_safe(&jit)));
+    let by = BY_KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let by: Vec<String> = by
+        .iter()
+        .map(|(name, n)| format!("\"{}\":{n}", json_safe(name)))
         .collect();
-    out.push_str(&format!(",\"jit_cache_path\":\"{jit}\""));
+    out.push_str(&format!(",\"launches_by_kernel\":{{{}}}", by.join(",")));
     out.push('}');
     out
 }

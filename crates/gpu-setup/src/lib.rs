@@ -20,6 +20,9 @@
 //! - [`check_cuda`]: whether the NVIDIA driver, NVRTC and the CUDA headers are there, before
 //!   cubecl starts (it panics without them).
 //!
+//! - [`stand_in_counts`]: what the CUDA driver stand-in counted so far (launches by kernel,
+//!   copies, syncs), when it is the `libcuda.so` this process loaded.
+//!
 //! Without the `cubecl` feature (a CPU-only build) there is nothing to set up.
 
 #[cfg(target_os = "linux")]
@@ -29,6 +32,8 @@ mod memory;
 mod name;
 #[cfg(feature = "cubecl")]
 mod setup;
+#[cfg(target_os = "linux")]
+mod stand_in;
 
 #[cfg(target_os = "linux")]
 pub use cuda_check::check_cuda;
@@ -37,6 +42,8 @@ pub use memory::free_memory;
 pub use name::gpu_name;
 #[cfg(feature = "cubecl")]
 pub use setup::configure;
+#[cfg(target_os = "linux")]
+pub use stand_in::stand_in_counts;
 
 use std::path::PathBuf;
 

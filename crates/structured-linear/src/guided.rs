@@ -135,19 +135,21 @@ impl<B: Backend> SelfGuided<B> {
             Some(guide) if self.alpha > 0.0 && self.drawn => guide,
             _ => return self.layer.forward(x),
         };
-        let (x2, mut dims) = flatten_tokens(x.clone());
+        // On the tokens flattened to one axis: each bias's gradient is then one reduction.
+        let (x2, mut dims) = flatten_tokens(x);
         dims[D - 1] = self.layer.d_out();
-        let from_guide: Tensor<B, D> = x2.matmul(guide.val()).reshape(dims);
-        let structured = self.layer.forward_no_bias(x);
+        let from_guide = x2.clone().matmul(guide.val());
+        let structured = self.layer.forward_no_bias(x2);
         let structured = match self.layer.inner_bias_out() {
-            Some(c) => structured + c.unsqueeze::<D>(),
+            Some(c) => structured + c.unsqueeze::<2>(),
             None => structured,
         };
         let y = from_guide.mul_scalar(self.alpha) + structured.mul_scalar(1.0 - self.alpha);
-        match self.layer.outer_bias() {
-            Some(bias) => y + bias.unsqueeze::<D>(),
+        let y = match self.layer.outer_bias() {
+            Some(bias) => y + bias.unsqueeze::<2>(),
             None => y,
-        }
+        };
+        y.reshape(dims)
     }
 
     /// The layer as one dense layer computing what [`SelfGuided::forward`] computes now: with

@@ -150,11 +150,16 @@ impl<B: Backend> StructuredLinear<B> {
     /// # Shapes
     /// - x: `[..., d_in]` -> `[..., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let y = self.forward_no_bias(x);
-        match self.bias() {
-            Some(bias) => y + bias.unsqueeze::<D>(),
+        // The bias is added to the tokens flattened to one axis: its gradient is then one
+        // reduction over that axis, not one per leading axis.
+        let (x2, mut dims) = flatten_tokens(x);
+        let y = self.forward_no_bias(x2);
+        let y = match self.bias() {
+            Some(bias) => y + bias.unsqueeze::<2>(),
             None => y,
-        }
+        };
+        dims[D - 1] = self.d_out();
+        y.reshape(dims)
     }
 
     /// Applies the weight only, without the bias.

@@ -3,7 +3,8 @@
 //! Nothing here is computed on the host per call: the RoPE cos/sin tables and the position
 //! indices are built once per model (uploaded at init, then moved with the model like its
 //! parameters) and narrowed per call; the causal mask is a comparison of position indices on the
-//! device. With a KV cache the keys and values are written in place into a buffer of fixed
+//! device, turned into an additive bias once per forward pass and shared by its layers
+//! ([`PassPositions`]). With a KV cache the keys and values are written in place into a buffer of fixed
 //! capacity ([`crate::KvCache`]), so every decoding step runs the same kernels on the same shapes.
 
 use burn::module::Module;
@@ -11,6 +12,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use std::cell::RefCell;
 
 use crate::cache::LayerCache;
 use crate::config::{Place, Position, TransformerConfig};
@@ -144,6 +146,52 @@ impl<B: Backend> Positions<B> {
     }
 }
 
+/// The positions of one forward pass, shared by its layers: the model's tables, the position of
+/// the first token, and the causal bias, built by the first layer that needs it (every layer of
+/// a pass has the same queries and keys), so the mask's few kernels run once per pass rather
+/// than once per layer.
+pub(crate) struct PassPositions<'a, B: Backend> {
+    pub tables: &'a Positions<B>,
+    /// Position of the pass's first token.
+    pub offset: usize,
+    /// The bias built so far, with the (queries, keys, dtype) it was built for.
+    bias: RefCell<Option<(BiasKey, Tensor<B, 2>)>>,
+}
+
+/// What a causal bias depends on within one pass: queries, keys and the scores' dtype.
+type BiasKey = (usize, usize, DType);
+
+impl<'a, B: Backend> PassPositions<'a, B> {
+    pub(crate) fn new(tables: &'a Positions<B>, offset: usize) -> Self {
+        Self {
+            tables,
+            offset,
+            bias: RefCell::new(None),
+        }
+    }
+
+    /// 0 where query `i` may see key `j`, -inf where [`Positions::causal_mask`] hides it, in
+    /// `dtype`.
+    ///
+    /// # Shapes
+    /// - -> `[queries, keys]`
+    fn causal_bias(&self, queries: usize, keys: usize, dtype: DType) -> Tensor<B, 2> {
+        let key = (queries, keys, dtype);
+        let mut memo = self.bias.borrow_mut();
+        if let Some((k, bias)) = memo.as_ref() {
+            if *k == key {
+                return bias.clone();
+            }
+        }
+        let mask = self.tables.causal_mask(queries, keys, self.offset);
+        let bias = Tensor::<B, 2>::zeros([queries, keys], &mask.device())
+            .mask_fill(mask, f32::NEG_INFINITY)
+            .cast(dtype);
+        *memo = Some((key, bias.clone()));
+        bias
+    }
+}
+
 /// Grouped-query causal self-attention.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -192,16 +240,16 @@ impl<B: Backend> Attention<B> {
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
-        positions: &Positions<B>,
-        offset: usize,
+        positions: &PassPositions<B>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
+        let offset = positions.offset;
         let [b, t, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         // RoPE on the projections' own (contiguous) layout, then heads first.
         let q = self.q.forward(x.clone()).reshape([b, t, h, hd]);
         let k = self.k.forward(x.clone()).reshape([b, t, kvh, hd]);
-        let (q, k) = match &positions.rope {
+        let (q, k) = match &positions.tables.rope {
             Some(rope) => (rope.apply(q, offset), rope.apply(k, offset)),
             None => (q, k),
         };
@@ -242,10 +290,7 @@ impl<B: Backend> Attention<B> {
             // An additive bias (0, or -inf where masked) shared by every batch row and head (one
             // broadcast row): the same scores and gradients as filling the masked ones, without
             // expanding a mask.
-            let mask = positions.causal_mask(t, s, offset);
-            let bias = Tensor::<B, 2>::zeros([t, s], &mask.device())
-                .mask_fill(mask, f32::NEG_INFINITY)
-                .cast(scores.dtype());
+            let bias = positions.causal_bias(t, s, scores.dtype());
             (scores.reshape([b * h, t * s]) + bias.reshape([1, t * s])).reshape([b, h, t, s])
         };
         let weights = self.dropout.forward(softmax(scores, 3));

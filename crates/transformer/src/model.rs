@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use structured_linear::{SelfGuided, Structure};
 
-use crate::attention::{Attention, Positions};
+use crate::attention::{Attention, PassPositions, Positions};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
 use crate::error::ModelError;
@@ -178,21 +178,20 @@ impl<B: Backend> Block<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        positions: &Positions<B>,
-        offset: usize,
+        positions: &PassPositions<B>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         if self.branch_output_norm {
             let a = self
                 .norm1
-                .forward(self.attn.forward(x.clone(), positions, offset, cache));
+                .forward(self.attn.forward(x.clone(), positions, cache));
             let x = x + self.dropout.forward(a);
             let f = self.norm2.forward(self.ffn.forward(x.clone()));
             x + self.dropout.forward(f)
         } else {
             let a = self
                 .attn
-                .forward(self.norm1.forward(x.clone()), positions, offset, cache);
+                .forward(self.norm1.forward(x.clone()), positions, cache);
             let x = x + self.dropout.forward(a);
             let f = self.ffn.forward(self.norm2.forward(x.clone()));
             x + self.dropout.forward(f)
@@ -368,9 +367,10 @@ impl<B: Backend> Transformer<B> {
             x = x + pos.val().narrow(0, offset, t).reshape([1, t, d]);
         }
         x = self.dropout.forward(x);
+        let positions = PassPositions::new(&self.positions, offset);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|layers| &mut layers[i]);
-            x = block.forward(x, &self.positions, offset, slot);
+            x = block.forward(x, &positions, slot);
         }
         if let Some(norm) = &self.final_norm {
             x = norm.forward(x);

@@ -7,6 +7,7 @@
 
 mod allreduce;
 mod decode;
+mod driver;
 mod ffn;
 mod ops;
 mod train;

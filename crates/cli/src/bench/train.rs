@@ -11,12 +11,13 @@ use serde_json::json;
 use trainer::config::DEFAULTS;
 use trainer::optim::{AdamW, AdamWConfig};
 use trainer::precision::Precision;
-use trainer::profile::{profiled_step, PhaseTimes};
+use trainer::profile::{profiled_step, PhaseTimes, StepSettings, PHASES};
 use trainer::train::{apply_update, micro_step, Compute};
 use transformer::accounting::{forward_flops, mfu};
 use transformer::zoo::{resolve_model, Zoo};
 use transformer::{Transformer, TransformerConfig};
 
+use super::driver::{self, Tally};
 use super::{median, round1, round3};
 use crate::backend::{dispatch, BackendKind, Job};
 
@@ -53,7 +54,8 @@ pub struct TrainBenchArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Time each phase of the step (batch, forward + loss, backward, norm + clipping, AdamW),
-    /// synchronising the device between them; reported as `phases_ms` (medians).
+    /// synchronising the device between them; reported as `phases_ms` (medians). On the CUDA
+    /// driver stand-in, also the driver calls of each phase (`driver_per_phase`).
     #[arg(long)]
     profile: bool,
 }
@@ -93,6 +95,81 @@ struct TrainBench {
     seq_len: usize,
 }
 
+/// What the timed steps of [`TrainBench::steps`] measured.
+struct Samples {
+    /// Seconds of each timed step.
+    times: Vec<f64>,
+    /// Each timed step's phases (with `--profile`).
+    phases: Vec<PhaseTimes>,
+    /// Seconds from the end of the first step to the end of the last.
+    after_first: f64,
+    /// On the CUDA stand-in: the driver calls of each timed step...
+    per_step: Tally,
+    /// ... and of each of its phases (with `--profile`), in the order of [`PHASES`].
+    per_phase: Vec<Tally>,
+}
+
+impl TrainBench {
+    /// The warm-up and timed steps of `model`.
+    fn steps<B: Backend>(
+        &self,
+        mut model: Transformer<burn::backend::Autodiff<B>>,
+        optim: &mut AdamW<B>,
+        windows: &[Vec<u32>],
+        settings: StepSettings,
+        device: &B::Device,
+    ) -> Result<(Transformer<burn::backend::Autodiff<B>>, Samples)> {
+        let args = &self.args;
+        let mut samples = Samples {
+            times: Vec::new(),
+            phases: Vec::new(),
+            after_first: 0.0,
+            per_step: Tally::default(),
+            per_phase: PHASES.iter().map(|_| Tally::default()).collect(),
+        };
+        let mut first_done = Instant::now();
+        for i in 0..args.warmup + args.steps {
+            let timed = i >= args.warmup;
+            let step_counts = driver::now();
+            let start = Instant::now();
+            if args.profile {
+                let mut last = driver::now();
+                let per_phase = &mut samples.per_phase;
+                let mut probe = |phase: &'static str| {
+                    let now = driver::now();
+                    let slot = PHASES.iter().position(|p| *p == phase);
+                    if let (true, Some(slot), Some(a), Some(b)) = (timed, slot, &last, &now) {
+                        per_phase[slot].add(a, b);
+                    }
+                    last = now;
+                };
+                let took;
+                (model, took) = profiled_step(model, optim, windows, settings, device, &mut probe)?;
+                if timed {
+                    samples.phases.push(took);
+                }
+            } else {
+                let compute = settings.compute;
+                let (_, grads) = micro_step(&model, windows, 1, compute, device)?;
+                (model, _) =
+                    apply_update(model, optim, &grads, settings.lr, settings.clip, compute);
+            }
+            B::sync(device)?;
+            if i == 0 {
+                first_done = Instant::now();
+            }
+            if timed {
+                samples.times.push(start.elapsed().as_secs_f64());
+                if let (Some(a), Some(b)) = (&step_counts, &driver::now()) {
+                    samples.per_step.add(a, b);
+                }
+            }
+        }
+        samples.after_first = first_done.elapsed().as_secs_f64();
+        Ok((model, samples))
+    }
+}
+
 impl Job for TrainBench {
     type Output = ();
 
@@ -128,33 +205,23 @@ impl Job for TrainBench {
                 let f = forward_flops(&config, self.seq_len, false, false);
                 f.attention_scores + f.head
             } + model.linear_flops(tokens)) as f64;
-        let mut times = Vec::new();
-        let mut phases = Vec::new();
-        let mut first_step = 0.0;
-        for i in 0..args.warmup + args.steps {
-            let start = Instant::now();
-            if args.profile {
-                let took;
-                (model, took) =
-                    profiled_step(model, &mut optim, &windows, 1e-4, 1.0, compute, &device)?;
-                if i >= args.warmup {
-                    phases.push(took);
-                }
-            } else {
-                let (_, grads) = micro_step(&model, &windows, 1, compute, &device)?;
-                (model, _) = apply_update(model, &mut optim, &grads, 1e-4, 1.0, compute);
-            }
-            B::sync(&device)?;
-            let took = start.elapsed().as_secs_f64();
-            if i == 0 {
-                // From the model's init to the end of the first optimizer step: on a GPU,
-                // kernel compilation and autotune (cold or warm caches) included.
-                first_step = job_start.elapsed().as_secs_f64();
-            }
-            if i >= args.warmup {
-                times.push(took);
-            }
-        }
+        let settings = StepSettings {
+            lr: 1e-4,
+            clip: 1.0,
+            compute,
+        };
+        let samples;
+        (model, samples) = self.steps(model, &mut optim, &windows, settings, &device)?;
+        // From the model's init to the end of the first optimizer step: on a GPU, kernel
+        // compilation and autotune (cold or warm caches) included.
+        let first_step = job_start.elapsed().as_secs_f64() - samples.after_first;
+        let Samples {
+            times,
+            phases,
+            per_step,
+            per_phase,
+            ..
+        } = samples;
         let t = median(times);
         let mut line = json!({
             "bench": "train",
@@ -181,6 +248,17 @@ impl Job for TrainBench {
                 "clip": ms(|p| p.clip),
                 "adamw": ms(|p| p.adamw),
             });
+        }
+        if driver::now().is_some() {
+            line["driver_per_step"] = per_step.per_unit();
+            if args.profile {
+                let phases: serde_json::Map<String, serde_json::Value> = PHASES
+                    .iter()
+                    .zip(&per_phase)
+                    .map(|(p, t)| (p.to_string(), t.per_unit()))
+                    .collect();
+                line["driver_per_phase"] = phases.into();
+            }
         }
         if let Some(p) = args.peak_tflops {
             line["mfu"] = round3(mfu(flops, t, p * 1e12)).into();

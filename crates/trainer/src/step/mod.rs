@@ -6,6 +6,7 @@ pub mod faults;
 pub(crate) mod loss;
 pub mod optim;
 mod optim_fused;
+mod optim_groups;
 pub mod precision;
 pub(crate) mod primitives;
 pub mod profile;

@@ -8,10 +8,10 @@
 //! the GPT-2 / nanoGPT convention, [`Decay::Matrices`]). burn's own `AdamW` keeps its state in
 //! a form we cannot key by path and its built-in clipping is per tensor, hence this module.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::TrainError;
 use crate::step::loss::exact_recip;
 use crate::step::optim_fused::{self, Update};
+use crate::step::optim_groups::{self, PathStack, Taken};
 use storage::canonical::canonical_safetensors;
 use storage::write_atomic;
 
@@ -111,22 +112,6 @@ pub struct AdamW<B: Backend> {
     fused: bool,
 }
 
-/// Tracks the dotted path of the parameter being visited.
-#[derive(Default)]
-struct PathStack(Vec<String>);
-
-impl PathStack {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_string());
-    }
-    fn exit(&mut self) {
-        self.0.pop();
-    }
-    fn path(&self) -> String {
-        self.0.join(".")
-    }
-}
-
 impl<B: Backend> AdamW<B> {
     /// A fresh optimizer.
     pub fn new(config: AdamWConfig) -> Self {
@@ -165,14 +150,13 @@ impl<B: Backend> AdamW<B> {
         M: AutodiffModule<AB>,
     {
         self.steps += 1;
-        let mut mapper = Updater::<AB> {
-            optim: self,
-            grads,
-            lr,
-            grad_scale,
-            path: PathStack::default(),
-        };
-        model.map(&mut mapper)
+        let (model, taken) = optim_groups::take::<AB, M>(model, grads);
+        let mut updated = HashMap::with_capacity(taken.len());
+        for param in taken {
+            let (id, dims) = (param.id, param.dims.clone());
+            updated.insert(id, (self.update_one(param, lr, &grad_scale), dims));
+        }
+        optim_groups::put::<AB, M>(model, updated)
     }
 
     /// Forgets the moments of parameters `model` no longer has (the guides, once dropped).
@@ -330,37 +314,18 @@ fn burn_dtype(dtype: safetensors::Dtype) -> Option<DType> {
     })
 }
 
-struct Updater<'a, AB: AutodiffBackend> {
-    optim: &'a mut AdamW<AB::InnerBackend>,
-    grads: &'a GradientsParams,
-    lr: f64,
-    grad_scale: Tensor<AB::InnerBackend, 1>,
-    path: PathStack,
-}
-
-impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
-        let Some(grad) = self.grads.get::<AB::InnerBackend, D>(param.id) else {
-            return param;
-        };
-        let (id, tensor, mapper) = param.consume();
-        let c = self.optim.config;
-        let t = self.optim.steps as i32;
-        let dims = tensor.dims();
-        let n = dims.iter().product::<usize>();
-        let w = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]);
-        let key = self.path.path();
-        let moments = self.optim.moments.remove(&key).map(|m| (m.m, m.v));
-        let decays = c.decay.applies(D) && c.weight_decay > 0.0;
+impl<B: Backend> AdamW<B> {
+    /// The updated weight (flattened) of one parameter taken out of the model, its moments
+    /// updated in the state: the one-pass update on burn-flex, the tensor operations elsewhere
+    /// (which a GPU backend fuses with those of the other parameters of its size).
+    fn update_one(&mut self, param: Taken<B>, lr: f64, grad_scale: &Tensor<B, 1>) -> Tensor<B, 1> {
+        let Taken {
+            path, dims, w, g, ..
+        } = param;
+        let c = self.config;
+        let t = self.steps as i32;
+        let moments = self.moments.remove(&path).map(|m| (m.m, m.v));
+        let decays = c.decay.applies(dims.len()) && c.weight_decay > 0.0;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
         let update = Update {
@@ -368,13 +333,13 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
             one_minus_beta1: (1.0 - c.beta1) as f32,
             beta2: c.beta2 as f32,
             one_minus_beta2: (1.0 - c.beta2) as f32,
-            decay: decays.then_some((1.0 - self.lr * c.weight_decay) as f32),
+            decay: decays.then_some((1.0 - lr * c.weight_decay) as f32),
             bc2: bc2 as f32,
             eps: c.eps as f32,
-            step: (self.lr / bc1) as f32,
+            step: (lr / bc1) as f32,
         };
-        let inputs = (w, g, self.grad_scale.clone(), moments);
-        let fused = if self.optim.fused {
+        let inputs = (w, g, grad_scale.clone(), moments);
+        let fused = if self.fused {
             optim_fused::update(inputs, &update)
         } else {
             Err(inputs)
@@ -382,7 +347,8 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
         let (w, m, v) = match fused {
             Ok(done) => done,
             Err((w, g, scale, moments)) => {
-                let g = g * scale.expand([n]);
+                // `[n] * [1]` broadcasts: an `expand` here would end the GPU's fused kernel.
+                let g = g * scale;
                 let (m, v) = match moments {
                     Some((m, v)) => (
                         m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1),
@@ -394,19 +360,18 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for Updater<'_, AB> {
                     ),
                 };
                 let w = if decays {
-                    w.mul_scalar(1.0 - self.lr * c.weight_decay)
+                    w.mul_scalar(1.0 - lr * c.weight_decay)
                 } else {
                     w
                 };
                 // PyTorch: p -= lr / bc1 * m / (sqrt(v / bc2) + eps).
                 let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(c.eps);
-                let w = w - (m.clone() / denom).mul_scalar(self.lr / bc1);
+                let w = w - (m.clone() / denom).mul_scalar(lr / bc1);
                 (w, m, v)
             }
         };
-        self.optim.moments.insert(key, Moments { m, v });
-        let w = Tensor::<AB, D>::from_inner(w.reshape(dims)).require_grad();
-        Param::from_mapped_value(id, w, mapper)
+        self.moments.insert(path, Moments { m, v });
+        w
     }
 }
 
@@ -452,27 +417,8 @@ pub fn global_grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(
     grads: &GradientsParams,
     device: &burn::tensor::Device<AB::InnerBackend>,
 ) -> Tensor<AB::InnerBackend, 1> {
-    struct SumSquares<'a, B: Backend> {
-        grads: &'a GradientsParams,
-        total: Option<Tensor<B, 1>>,
-    }
-    impl<AB: AutodiffBackend> ModuleVisitor<AB> for SumSquares<'_, AB::InnerBackend> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
-            if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
-                let s = match crate::step::optim_fused::sum_squares(g) {
-                    Ok(s) => s,
-                    Err(g) => (g.clone() * g).sum(),
-                };
-                self.total = Some(match self.total.take() {
-                    Some(t) => t + s,
-                    None => s,
-                });
-            }
-        }
-    }
-    let mut visitor = SumSquares::<AB::InnerBackend> { grads, total: None };
-    model.visit(&mut visitor);
-    match visitor.total {
+    let total = optim_groups::sum_squares::<AB, M>(model, grads);
+    match total {
         Some(t) => t.sqrt(),
         None => Tensor::zeros([1], device),
     }

@@ -13,9 +13,11 @@
 //! and the scale halved; the scale doubles after 2000 clean steps. bf16 has f32's range and needs
 //! no scaling.
 
-use burn::module::{Module, ModuleMapper, Param};
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor, TensorMetadata, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -92,14 +94,40 @@ impl Precision {
 
 /// `module` with every float parameter cast to `dtype`, in the autodiff graph when `B` is an
 /// autodiff backend (the parameter ids are kept, so gradients can be read off the f32 module).
+///
+/// The casts are issued in order of shape (module order among equal shapes), so that a GPU
+/// backend's fusion makes one kernel of the casts of all parameters of one shape rather than
+/// one kernel per parameter (as the optimizer issues its updates, `optim_groups`).
 pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
-    struct Cast(FloatDType);
-    impl<B: Backend> ModuleMapper<B> for Cast {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            param.map(|t| t.cast(self.0))
+    struct Collect<B: Backend>(Vec<(Vec<usize>, ParamId, B::FloatTensorPrimitive)>);
+    impl<B: Backend> ModuleVisitor<B> for Collect<B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let t = param.val();
+            self.0
+                .push((t.dims().to_vec(), param.id, t.into_primitive().tensor()));
         }
     }
-    module.map(&mut Cast(dtype))
+    struct Put<B: Backend>(HashMap<ParamId, B::FloatTensorPrimitive>);
+    impl<B: Backend> ModuleMapper<B> for Put<B> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            match self.0.remove(&param.id) {
+                Some(cast) => param.map(|_| Tensor::from_primitive(TensorPrimitive::Float(cast))),
+                None => param,
+            }
+        }
+    }
+    let mut params = Collect::<B>(Vec::new());
+    module.visit(&mut params);
+    let mut params = params.0;
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let cast = params
+        .into_iter()
+        .map(|(_, id, t)| match FloatDType::from(t.dtype()) == dtype {
+            true => (id, t),
+            false => (id, B::float_cast(t, dtype)),
+        })
+        .collect();
+    module.map(&mut Put(cast))
 }
 
 /// Dynamic loss scale for f16 training (PyTorch `GradScaler`'s defaults: start at 2^16, halve on

@@ -150,11 +150,11 @@ fn grouped_query_attention_matches_a_direct_computation() {
         let model = config.init::<TB>(&device).unwrap();
         let t = 6;
         let x = Tensor::<TB, 3>::random([1, t, 32], Distribution::Normal(0.0, 1.0), &device);
-        let fast = values(
-            model.blocks[0]
-                .attn
-                .forward(x.clone(), &model.positions, 0, None),
-        );
+        let fast = values(model.blocks[0].attn.forward(
+            x.clone(),
+            &crate::attention::PassPositions::new(&model.positions, 0),
+            None,
+        ));
         let direct = direct_attention(&model, &values(x), t);
         assert_close(&fast, &direct, 1e-10, &format!("n_kv_heads {n_kv_heads}"));
     }
