@@ -139,7 +139,7 @@ impl<B: Backend> SelfGuided<B> {
         let (x2, mut dims) = flatten_tokens(x);
         dims[D - 1] = self.layer.d_out();
         let from_guide = x2.clone().matmul(guide.val());
-        let structured = self.layer.forward_no_bias(x2);
+        let structured = self.layer.product(x2);
         let structured = match self.layer.inner_bias_out() {
             Some(c) => structured + c.unsqueeze::<2>(),
             None => structured,

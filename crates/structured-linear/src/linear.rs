@@ -153,7 +153,7 @@ impl<B: Backend> StructuredLinear<B> {
         // The bias is added to the tokens flattened to one axis: its gradient is then one
         // reduction over that axis, not one per leading axis.
         let (x2, mut dims) = flatten_tokens(x);
-        let y = self.forward_no_bias(x2);
+        let y = self.product(x2);
         let y = match self.bias() {
             Some(bias) => y + bias.unsqueeze::<2>(),
             None => y,
@@ -168,14 +168,22 @@ impl<B: Backend> StructuredLinear<B> {
     /// - x: `[..., d_in]` -> `[..., d_out]`
     pub fn forward_no_bias<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let (x2, mut dims) = flatten_tokens(x);
-        let y = match self {
-            StructuredLinear::Dense(l) => l.product(x2),
-            StructuredLinear::LowRank(l) => l.product(x2),
-            StructuredLinear::BlockDense(l) => l.product(x2),
-            StructuredLinear::BlockShuffle(l) => l.product(x2),
-        };
+        let y = self.product(x2);
         dims[D - 1] = self.d_out();
         y.reshape(dims)
+    }
+
+    /// The weight's product with tokens already flattened to one axis (no bias).
+    ///
+    /// # Shapes
+    /// - x: `[n, d_in]` -> `[n, d_out]`
+    pub(crate) fn product(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self {
+            StructuredLinear::Dense(l) => l.product(x),
+            StructuredLinear::LowRank(l) => l.product(x),
+            StructuredLinear::BlockDense(l) => l.product(x),
+            StructuredLinear::BlockShuffle(l) => l.product(x),
+        }
     }
 
     /// The exact dense matrix of the weight ("pre-merge"), `[d_in, d_out]`: `forward(x)` equals
