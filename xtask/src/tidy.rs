@@ -190,6 +190,87 @@ mod tests {
         }
     }
 
+    /// The dependencies `section` (`dependencies`, `dev-dependencies`) of the manifest
+    /// `text` names, among `known`.
+    fn manifest_deps(text: &str, section: &str, known: &[&str]) -> Vec<String> {
+        let header = format!("[{section}]");
+        let mut deps: Vec<String> = text
+            .lines()
+            .skip_while(|l| l.trim() != header)
+            .skip(1)
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.split(['=', '.']).next().map(str::trim))
+            .filter(|name| known.contains(name))
+            .map(String::from)
+            .collect();
+        deps.sort();
+        deps.dedup();
+        deps
+    }
+
+    /// The crate table of docs/architecture.md lists, for each crate of ours, exactly the
+    /// crates of ours (and burn-collective) its `Cargo.toml` names.
+    #[test]
+    fn the_crate_table_matches_the_manifests() {
+        let root = root();
+        let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+        let names = |cell: &str| -> Vec<String> {
+            let mut v: Vec<String> = cell
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        // The table that follows the words "The edges among our crates", up to a blank line.
+        let table = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("The edges among our crates"))
+            .skip(1)
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'));
+        let mut rows = Vec::new();
+        for line in table.filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            for name in names(cells[1]) {
+                rows.push((name, names(cells[2]), names(cells[3])));
+            }
+        }
+        let ours: Vec<String> = std::fs::read_dir(root.join("crates"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("Cargo.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .chain(["examples".to_string(), "xtask".to_string()])
+            .collect();
+        let mut known: Vec<&str> = ours.iter().map(String::as_str).collect();
+        known.push("burn-collective");
+        let mut listed: Vec<&String> = rows.iter().map(|r| &r.0).collect();
+        listed.sort();
+        let mut expected: Vec<&String> = ours.iter().collect();
+        expected.sort();
+        assert_eq!(listed, expected, "the table's crates vs the workspace's");
+        for (name, deps, dev) in &rows {
+            let dir = match name.as_str() {
+                "examples" | "xtask" => root.join(name),
+                _ => root.join("crates").join(name),
+            };
+            let text = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            assert_eq!(
+                &manifest_deps(&text, "dependencies", &known),
+                deps,
+                "{name}: [dependencies]"
+            );
+            assert_eq!(
+                &manifest_deps(&text, "dev-dependencies", &known),
+                dev,
+                "{name}: [dev-dependencies]"
+            );
+        }
+    }
+
     /// Each fork under `third_party/` is its crates.io release (from cargo's registry cache,
     /// put there by `cargo xtask forks fetch`) plus its `STRATA-PATCH.diff`, file for file.
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use trainer::data::{self, PrepareConfig, TokenizerSource};
+use corpus::{self as data, PrepareConfig, TokenizerSource};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {

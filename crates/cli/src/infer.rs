@@ -1,24 +1,22 @@
 //! `strata eval` and `strata generate` on any checkpoint (a checkpoint folder, or a run folder
 //! for its newest one), structured, pre-merged, or dispatching by tokens in flight. Checkpoints
-//! and tokenizers are read by the storage crate; the trainer lends the prepared data's reader,
-//! the validation loss and the precision casts.
+//! and tokenizers are read by the storage crate, the prepared data by the corpus crate; the
+//! validation loss and the precision casts are the transformer's.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 use clap::Args;
+use corpus::{Manifest, WindowLoader};
 use serde_json::json;
 use storage::checkpoint;
+use storage::run::{recorded_data, run_folder_of};
 use storage::tokenizer::{find_eot, load_tokenizer, TOKENIZER};
 use storage::weights::load_model;
-use trainer::config::DEFAULTS;
-use trainer::data::Manifest;
-use trainer::precision::Precision;
-use trainer::train::{evaluate, read_run_config, run_folder_of};
-use trainer::WindowLoader;
 use transformer::{
-    generate, Dispatching, GenerateConfig, SamplingConfig, DEFAULT_DISPATCH_THRESHOLD,
+    evaluate, generate, Dispatching, EvalResult, GenerateConfig, Precision, SamplingConfig,
+    DEFAULT_DISPATCH_THRESHOLD,
 };
 
 use crate::backend::{dispatch, BackendKind, Job};
@@ -49,7 +47,7 @@ pub struct EvalArgs {
     backend: BackendKind,
     /// Arithmetic of the forward pass: the f32 weights are cast to it after loading (and
     /// merging); the loss is taken in f32.
-    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    #[arg(long, value_enum, default_value_t = Precision::default())]
     precision: Precision,
     /// Print JSON.
     #[arg(long)]
@@ -90,7 +88,7 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Arithmetic of decoding: the f32 weights are cast to it after loading (and merging).
-    #[arg(long, value_enum, default_value_t = DEFAULTS.precision)]
+    #[arg(long, value_enum, default_value_t = Precision::default())]
     precision: Precision,
     /// Print one JSON object: `{"prompt_ids": [...], "ids": [...], "text": "..."}` (`ids`: the
     /// generated token ids, without the end-of-text token; `text`: their decoding).
@@ -171,7 +169,7 @@ fn run_data(checkpoint: &Path) -> Result<PathBuf> {
             checkpoint.display()
         );
     };
-    let data = read_run_config(&run)?.data;
+    let data = recorded_data(&run)?;
     if !data.is_dir() {
         bail!(
             "the data folder of run {} ({}) does not exist: give its new place with --data",
@@ -209,7 +207,7 @@ struct Eval {
 }
 
 impl Job for Eval {
-    type Output = trainer::train::EvalResult;
+    type Output = EvalResult;
     fn run<B: Backend>(self, device: B::Device) -> Result<Self::Output> {
         self.precision.check::<B>(&device)?;
         let (model, _) = load_model::<B>(&self.dir, &device)?;
@@ -219,13 +217,10 @@ impl Job for Eval {
             false => model,
         };
         let model = self.precision.apply(model);
-        Ok(evaluate(
-            &model,
-            &self.loader,
-            self.batch_size,
-            self.max_batches,
-            &device,
-        )?)
+        let batches = self
+            .loader
+            .batches_in_order(self.batch_size, self.max_batches);
+        Ok(evaluate(&model, batches, &device)?)
     }
 }
 

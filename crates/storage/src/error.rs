@@ -24,6 +24,14 @@ pub enum StorageError {
         /// What is wrong.
         problem: String,
     },
+    /// A run's `config.json` that cannot be read as one.
+    #[error("{}: not a strata run config: {problem}", path.display())]
+    RunConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        problem: String,
+    },
     /// A tokenizer file that cannot be loaded or lacks a token.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

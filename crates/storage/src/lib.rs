@@ -4,6 +4,7 @@
 //!   `tokenizer.json`; the trainer adds `optimizer.safetensors`), written complete-or-absent;
 //! - [`weights`]: a checkpoint's model rebuilt, its weights checked tensor by tensor;
 //! - [`TrainState`]: where a run stands (step, tokens, FLOPs, data [`Cursor`], seed, alpha);
+//! - [`run`]: a run folder's layout, the run a checkpoint belongs to, the data it recorded;
 //! - [`tokenizer`]: loading a `tokenizer.json` and finding its end-of-text token;
 //! - [`atomic`]: atomic file writes (temporary file, fsync, rename);
 //! - [`canonical`]: safetensors files whose bytes depend on their tensors only.
@@ -14,6 +15,7 @@ pub mod atomic;
 pub mod canonical;
 pub mod checkpoint;
 mod error;
+pub mod run;
 mod state;
 pub mod tokenizer;
 pub mod weights;

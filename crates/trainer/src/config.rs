@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use transformer::TransformerConfig;
 
-use crate::data::DataRecord;
 use crate::error::TrainError;
 use crate::step::optim::AdamWConfig;
-use crate::step::precision::Precision;
 use crate::step::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig};
+use corpus::DataRecord;
+use transformer::Precision;
 
 /// How long to train.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

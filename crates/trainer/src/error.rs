@@ -1,61 +1,9 @@
-//! Typed errors of the data pipeline.
+//! The trainer's error: a training, evaluation or checkpoint request that cannot be carried out.
 
 use std::path::{Path, PathBuf};
 
+use corpus::DataError;
 use thiserror::Error;
-
-/// Data that cannot be read or written.
-#[derive(Error, Debug)]
-pub enum DataError {
-    /// A file-system operation failed. (The OS error is part of the message, not a chained
-    /// source, so that a report of the whole chain says it once.)
-    #[error("{}: {error}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        error: std::io::Error,
-    },
-    /// A shard that is not valid; `problem` says why and how to regenerate it.
-    #[error("{}: {problem}", path.display())]
-    BadShard {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// A token id outside the vocabulary.
-    #[error("token id {id} is outside the vocabulary (vocab_size {vocab_size})")]
-    TokenOutOfRange {
-        /// The id.
-        id: u32,
-        /// The vocabulary size.
-        vocab_size: usize,
-    },
-    /// Less data than one training window.
-    #[error("{tokens} tokens are fewer than one window of {needed}")]
-    TooFewTokens {
-        /// Tokens available.
-        tokens: usize,
-        /// Tokens one window needs.
-        needed: usize,
-    },
-    /// An invalid request.
-    #[error("{0}")]
-    Invalid(String),
-    /// A file written or read through the `storage` crate.
-    #[error(transparent)]
-    Storage(#[from] storage::StorageError),
-}
-
-impl DataError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.to_path_buf(),
-            error: source,
-        }
-    }
-}
 
 /// A training, evaluation or checkpoint request that cannot be carried out.
 #[derive(Error, Debug)]
@@ -77,9 +25,6 @@ pub enum TrainError {
         /// What is wrong.
         problem: String,
     },
-    /// The tokenizer failed or does not fit the data or model.
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
     /// A run setting with a value it cannot take (`setting` names it as the run config does).
     #[error("{setting}: {problem}")]
     Setting {
@@ -87,53 +32,6 @@ pub enum TrainError {
         setting: &'static str,
         /// What is wrong, with the value.
         problem: String,
-    },
-    /// An input file or folder that cannot be used (`problem` says why; it may start with a
-    /// line number).
-    #[error("{}{problem}", path.display())]
-    Input {
-        /// The file or folder.
-        path: PathBuf,
-        /// What is wrong, starting with `: ` or `:LINE: `.
-        problem: String,
-    },
-    /// A data folder that does not exist or holds no prepared data.
-    #[error("{} {problem}; prepare it with `strata data prepare`", dir.display())]
-    NoData {
-        /// The folder.
-        dir: PathBuf,
-        /// "does not exist" or "has no manifest.json".
-        problem: &'static str,
-    },
-    /// A `manifest.json` that cannot be used.
-    #[error("{}: {problem}", path.display())]
-    BadManifest {
-        /// The manifest (or its folder).
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// Data of independent rows used with another sequence length.
-    #[error("{} holds rows of {row} tokens: train and evaluate with sequence length {}", dir.display(), row.saturating_sub(1))]
-    RowLength {
-        /// The data folder.
-        dir: PathBuf,
-        /// Tokens per row.
-        row: usize,
-    },
-    /// A data folder that holds prepared data already.
-    #[error("{} already holds prepared data (manifest.json); pass `force` to replace it", dir.display())]
-    DataExists {
-        /// The folder.
-        dir: PathBuf,
-    },
-    /// A precision the backend cannot compute in.
-    #[error("precision {precision} is not supported by this backend on {device}; use f32, or `backend` cpu (burn-flex) / cuda")]
-    PrecisionUnsupported {
-        /// The precision asked for.
-        precision: &'static str,
-        /// The device.
-        device: String,
     },
     /// More devices asked for than the backend has.
     #[error("{asked} devices asked for, but this backend sees {available}")]

@@ -5,10 +5,10 @@
 use std::fs;
 use std::path::Path;
 
-use crate::data::{self, PrepareConfig, TokenizerSource};
 use crate::parse_tests::copy_dir;
 use crate::run::train::{self, Quiet, RunOptions, Start};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_run};
+use corpus::{self as data, PrepareConfig, TokenizerSource};
 
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 

@@ -17,10 +17,11 @@ use crate::run::checkpoint::{self, TrainState};
 use crate::run::metrics::StepRecord;
 use crate::run::train::{self, apply_update, micro_step, Compute, Quiet, RunOptions, Start};
 use crate::step::optim::{AdamW, AdamWConfig};
-use crate::step::precision::{cast_params, LossScaler, Precision};
+use crate::step::precision::LossScaler;
 use crate::step::schedule::{AlphaShape, SgtConfig, SgtMode};
 use crate::train_tests::{err_text, losses, prepared, rng_lock, scratch, small_model, small_run};
 use test_support::scalar;
+use transformer::precision::{cast_params, Precision};
 
 type TB = Autodiff<burn::backend::NdArray<f32>>;
 type FB = Autodiff<Flex>;

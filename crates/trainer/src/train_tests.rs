@@ -17,13 +17,13 @@ use structured_linear::Structure;
 use test_support::{grammar_corpus, Scratch};
 use transformer::TransformerConfig;
 
-use crate::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use crate::run::checkpoint;
 use crate::run::metrics::StepRecord;
 use crate::run::train::{self, Budget, Quiet, RunOptions, Start, TrainConfig};
 use crate::step::optim::{clip_scale, global_grad_norm, AdamW, AdamWConfig, Decay};
 use crate::step::schedule::{AlphaShape, LrSchedule, Plan, SgtConfig, SgtMode};
 use crate::TrainError;
+use corpus::{self as data, Manifest, PrepareConfig, TokenizerSource};
 
 type TB = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
 type IB = burn::backend::NdArray<f32>;
@@ -417,17 +417,27 @@ fn training_learns_far_below_the_unigram_entropy() {
     let (model, state) =
         checkpoint::load_model::<IB>(&summary.checkpoint, &Default::default()).unwrap();
     assert_eq!(state.step, 200);
-    let val_loader = crate::WindowLoader::new(
+    let val_loader = corpus::WindowLoader::new(
         manifest.open(&data, &manifest.validation).unwrap(),
         32,
         0,
         false,
     )
     .unwrap();
-    let r = train::evaluate(&model, &val_loader, 4, 4, &Default::default()).unwrap();
+    let r = transformer::evaluate(
+        &model,
+        val_loader.batches_in_order(4, 4),
+        &Default::default(),
+    )
+    .unwrap();
     assert!((r.val_loss - val).abs() < 1e-5, "{} vs {val}", r.val_loss);
     // Pre-merged, the same loss.
-    let r2 = train::evaluate(&model.merged(), &val_loader, 4, 4, &Default::default()).unwrap();
+    let r2 = transformer::evaluate(
+        &model.merged(),
+        val_loader.batches_in_order(4, 4),
+        &Default::default(),
+    )
+    .unwrap();
     assert!((r2.val_loss - val).abs() < 1e-4);
 }
 
@@ -776,11 +786,9 @@ fn validation_inside_the_guided_phase_is_what_eval_scores_on_the_checkpoint() {
     let val = manifest
         .loader(&data, &manifest.validation, config.seq_len, 0, false)
         .unwrap();
-    let r = train::evaluate(
+    let r = transformer::evaluate(
         &model,
-        &val,
-        config.batch_size,
-        config.eval_batches,
+        val.batches_in_order(config.batch_size, config.eval_batches),
         &device,
     )
     .unwrap();
@@ -823,7 +831,7 @@ fn a_document_quoting_the_end_of_text_token_gets_no_false_boundary() {
     let mut boundaries = 0;
     for split in [&manifest.train, &manifest.validation] {
         for f in &split.files {
-            let file = crate::TokenFile::open_shard(&dir.join("data").join(f)).unwrap();
+            let file = corpus::TokenFile::open_shard(&dir.join("data").join(f)).unwrap();
             boundaries += file
                 .read(0, file.len())
                 .iter()

@@ -14,17 +14,17 @@ use std::path::{Path, PathBuf};
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use corpus::{self as data, Manifest, PrepareConfig, TokenizerSource};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
 use test_support::{
     assert_close, copy_weights, max_abs_diff, pattern_corpus, scalar, small_model, values, Cpu,
     Gpu, Scratch,
 };
-use trainer::data::{self, Manifest, PrepareConfig, TokenizerSource};
 use trainer::optim::{global_grad_norm, AdamW, AdamWConfig};
-use trainer::precision::Precision;
 use trainer::train::{
     self, apply_update, micro_step, Budget, Compute, Quiet, RunOptions, Start, TrainConfig,
 };
+use transformer::Precision;
 use transformer::{KvCache, Transformer, TransformerConfig};
 
 #[test]
@@ -250,14 +250,14 @@ fn the_training_loop_runs_on_the_gpu() {
     // The checkpoint evaluates to the same loss on the CPU.
     let (model, _) =
         trainer::checkpoint::load_model::<Cpu>(&summary.checkpoint, &Default::default()).unwrap();
-    let val = trainer::WindowLoader::new(
+    let val = corpus::WindowLoader::new(
         manifest.open(&config.data, &manifest.validation).unwrap(),
         16,
         0,
         false,
     )
     .unwrap();
-    let r = train::evaluate(&model, &val, 2, 2, &Default::default()).unwrap();
+    let r = transformer::evaluate(&model, val.batches_in_order(2, 2), &Default::default()).unwrap();
     assert!(
         (r.val_loss - summary.val_loss.unwrap()).abs() < 1e-3,
         "{} vs {:?}",

@@ -58,6 +58,14 @@ pub enum ModelError {
         /// The backend's error.
         problem: String,
     },
+    /// A precision the backend cannot compute in.
+    #[error("precision {precision} is not supported by this backend on {device}; use f32, or `backend` cpu (burn-flex) / cuda")]
+    PrecisionUnsupported {
+        /// The precision asked for.
+        precision: &'static str,
+        /// The device.
+        device: String,
+    },
     /// A token id outside the vocabulary.
     #[error("token id {id} is outside the vocabulary (vocab_size {vocab_size})")]
     TokenOutOfRange {

@@ -7,6 +7,8 @@
 //! - an explicit [`KvCache`] for prefill and token-by-token decoding;
 //! - [`generate`] with temperature, top-k, top-p and a seed; pre-merge ([`Transformer::merged`])
 //!   and a token-count [`Dispatching`] model;
+//! - the loss of token windows and a model's validation loss ([`loss`], [`evaluate`]);
+//! - the arithmetic it computes in ([`Precision`]: f32, or bf16 / f16 cast from f32 weights);
 //! - exact parameter and FLOP accounting ([`accounting`]) and the model [`zoo`].
 
 pub mod accounting;
@@ -15,8 +17,10 @@ mod cache;
 mod config;
 mod error;
 mod generate;
+pub mod loss;
 mod model;
 mod place;
+pub mod precision;
 pub mod zoo;
 
 pub use attention::{Attention, Positions, Rope};
@@ -30,7 +34,9 @@ pub use generate::{
     generate, Dispatching, GenerateConfig, LanguageModel, Sampler, SamplingConfig,
     DEFAULT_DISPATCH_THRESHOLD,
 };
+pub use loss::{evaluate, EvalResult};
 pub use model::{gelu_tanh, Block, Ffn, HeadWeight, Norm, Transformer};
+pub use precision::Precision;
 
 #[cfg(test)]
 mod tests;

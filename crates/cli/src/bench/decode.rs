@@ -10,7 +10,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
 use serde_json::json;
 use trainer::config::DEFAULTS;
-use trainer::precision::Precision;
+use transformer::Precision;
 use transformer::zoo::{resolve_model, Zoo};
 use transformer::{
     Dispatching, KvCache, Transformer, TransformerConfig, DEFAULT_DISPATCH_THRESHOLD,

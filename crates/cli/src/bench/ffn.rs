@@ -21,7 +21,7 @@ use burn::tensor::{Distribution, Tensor};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use structured_linear::{Init, Structure, StructuredLinear, StructuredLinearConfig};
-use trainer::precision::Precision;
+use transformer::Precision;
 
 use super::{median, round4};
 use crate::backend::{dispatch, BackendKind, Job};

@@ -10,11 +10,11 @@ use clap::Args;
 use serde_json::json;
 use trainer::config::DEFAULTS;
 use trainer::optim::{AdamW, AdamWConfig};
-use trainer::precision::Precision;
 use trainer::profile::{profiled_step, PhaseTimes, StepSettings, PHASES};
 use trainer::train::{apply_update, micro_step, Compute};
 use transformer::accounting::{forward_flops, mfu};
 use transformer::zoo::{resolve_model, Zoo};
+use transformer::Precision;
 use transformer::{Transformer, TransformerConfig};
 
 use super::driver::{self, Tally};

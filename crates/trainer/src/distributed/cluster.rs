@@ -247,7 +247,7 @@ pub(crate) fn agreement(config: &crate::config::TrainConfig, step: u64, params: 
     }
     let mut text = serde_json::to_string(&shared).expect("plain config");
     text.push_str(&format!("|{step}|{params}"));
-    crate::data::shard::fnv1a(text.as_bytes())
+    corpus::shard::fnv1a(text.as_bytes())
 }
 
 /// A collective operation's failure as a training error.

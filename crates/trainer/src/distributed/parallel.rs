@@ -30,7 +30,6 @@ use rand::SeedableRng;
 use transformer::Transformer;
 
 use crate::config::TrainConfig;
-use crate::data::loader::WindowLoader;
 use crate::distributed::cluster::{arm, collective_error, Watchdog};
 use crate::error::{panic_message, TrainError};
 use crate::step::faults::FaultHook;
@@ -38,6 +37,7 @@ use crate::step::optim::AdamW;
 use crate::step::precision::LossScaler;
 use crate::step::primitives::{apply_update, cursor_at, micro_step, step_seed, Compute};
 use crate::step::schedule::{LrSchedule, Plan};
+use corpus::WindowLoader;
 
 /// What a step needs besides the replica; the same on every device.
 #[derive(Clone, Debug)]

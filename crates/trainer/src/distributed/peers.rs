@@ -10,11 +10,11 @@ use burn::collective;
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::data::loader::WindowLoader;
 use crate::distributed::cluster::{finish, register, Cluster, Watchdog};
 use crate::distributed::parallel::{Replica, StepContext};
 use crate::error::TrainError;
 use crate::step::optim::AdamW;
+use corpus::WindowLoader;
 
 /// The replicas on devices 1.. of a data-parallel run, each on its own thread.
 pub(crate) struct Peers {

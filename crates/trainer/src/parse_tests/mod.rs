@@ -17,12 +17,12 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 
-use crate::data::shard::TokenFile;
-use crate::data::Manifest;
 use crate::run::checkpoint;
 use crate::run::train::{self, Quiet, RunOptions, Start};
 use crate::step::optim::AdamW;
 use crate::train_tests::{prepared, rng_lock, scratch, small_run};
+use corpus::shard::TokenFile;
+use corpus::Manifest;
 
 mod mutate;
 use mutate::*;

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DataError, TrainError};
+use crate::error::TrainError;
+use corpus::DataError;
 use storage::write_atomic;
 
 /// One logged optimizer step; on evaluation steps `val_loss` and `val_ppl` are set.

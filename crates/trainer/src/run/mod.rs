@@ -5,7 +5,6 @@
 
 pub(crate) mod cadence;
 pub mod checkpoint;
-pub(crate) mod eval;
 pub(crate) mod memory;
 pub mod metrics;
 pub(crate) mod open;

@@ -11,8 +11,6 @@ use burn::tensor::backend::AutodiffBackend;
 use transformer::{accounting, Transformer};
 
 use crate::config::TrainConfig;
-use crate::data::loader::WindowLoader;
-use crate::data::{DataRecord, Manifest};
 use crate::distributed::cluster::{agreement, Cluster, Coordinator};
 use crate::distributed::parallel::{Replica, StepContext};
 use crate::distributed::peers::Peers;
@@ -23,11 +21,14 @@ use crate::run::memory::check_memory;
 use crate::run::metrics::MetricsLog;
 use crate::run::readback::Pending;
 use crate::run::report::{Event, Observer};
-use crate::run::run_dir::{claim_fresh, latest_checkpoint, RunDir};
+use crate::run::run_dir::{claim_fresh, latest_checkpoint};
 use crate::run::session::Run;
 use crate::run::train::{self, RunOptions};
 use crate::step::optim::AdamW;
 use crate::step::precision::LossScaler;
+use corpus::WindowLoader;
+use corpus::{DataError, DataRecord, Manifest};
+use storage::run::RunDir;
 use storage::write_atomic;
 
 /// The run's settings: given, or read from the folder to resume (with its newest checkpoint).
@@ -322,7 +323,7 @@ fn open_data(settings: &mut Settings, devices: usize, nodes: usize) -> Result<Da
     let tokenizer = manifest.tokenizer.as_ref().map(|t| config.data.join(t));
     if let Some(t) = &tokenizer {
         if !t.is_file() {
-            return Err(TrainError::Tokenizer(format!("{} is missing", t.display())));
+            return Err(DataError::Tokenizer(format!("{} is missing", t.display())).into());
         }
     }
     Ok(Data {
@@ -343,13 +344,13 @@ fn record_data(settings: &mut Settings) -> Result<Manifest, TrainError> {
         config.data = given.clone();
     }
     let manifest = Manifest::load(&config.data).map_err(|e| match (e, settings.resuming) {
-        (TrainError::NoData { problem, .. }, true) if settings.data_given.is_none() => {
+        (DataError::NoData { problem, .. }, true) if settings.data_given.is_none() => {
             TrainError::RunDataGone {
                 dir: recorded.clone(),
                 problem,
             }
         }
-        (e, _) => e,
+        (e, _) => e.into(),
     })?;
     let found = DataRecord::of(&manifest, &config.data)?;
     let added = config.data_record.is_none();

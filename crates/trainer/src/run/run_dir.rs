@@ -1,43 +1,15 @@
-//! The run folder: its files, claiming it for a fresh run, finding where a run resumes, and
+//! The run folder (its layout: `storage::run`): claiming it for a fresh run, finding where a run resumes, and
 //! reading the run's saved settings.
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, TrainError};
+use crate::error::TrainError;
 use crate::run::checkpoint;
+use corpus::DataError;
+use storage::run::RunDir;
 use transformer::TransformerConfig;
 
 use crate::config::TrainConfig;
-
-/// Files of a run folder.
-pub struct RunDir(PathBuf);
-
-impl RunDir {
-    /// The run folder at `root`.
-    pub fn new(root: &Path) -> Self {
-        Self(root.to_path_buf())
-    }
-    /// `config.json`.
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.json")
-    }
-    /// `metrics.jsonl`.
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join("metrics.jsonl")
-    }
-    /// `loss.svg`.
-    pub fn plot(&self) -> PathBuf {
-        self.0.join("loss.svg")
-    }
-    /// `checkpoints/`.
-    pub fn checkpoints(&self) -> PathBuf {
-        self.0.join("checkpoints")
-    }
-    /// The folder itself.
-    pub fn root(&self) -> &Path {
-        &self.0
-    }
-}
 
 /// The settings of the run in folder `out` (its `config.json`).
 pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
@@ -61,16 +33,6 @@ pub fn read_run_config(out: &Path) -> Result<TrainConfig, TrainError> {
         path: dir.config(),
         problem: e.to_string(),
     })
-}
-
-/// The run folder `path` is or whose `checkpoints/` holds it (a checkpoint of a run); none for
-/// a checkpoint outside a run (an import or a conversion).
-pub fn run_folder_of(path: &Path) -> Option<PathBuf> {
-    [Some(path), path.parent().and_then(Path::parent)]
-        .into_iter()
-        .flatten()
-        .find(|p| RunDir::new(p).config().is_file())
-        .map(Path::to_path_buf)
 }
 
 /// The newest checkpoint of the run in `dir`; none when the run was stopped before its first
@@ -101,13 +63,15 @@ pub fn check_run_model(
 pub(crate) fn claim_fresh(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     if dir.config().exists() {
         if !force {
-            return Err(TrainError::RunExists { dir: dir.0.clone() });
+            return Err(TrainError::RunExists {
+                dir: dir.root().to_path_buf(),
+            });
         }
         let _ = std::fs::remove_dir_all(dir.checkpoints());
         for f in [dir.metrics(), dir.plot(), dir.config()] {
             let _ = std::fs::remove_file(f);
         }
     }
-    std::fs::create_dir_all(&dir.0).map_err(|e| DataError::io(&dir.0, e))?;
+    std::fs::create_dir_all(dir.root()).map_err(|e| DataError::io(dir.root(), e))?;
     Ok(())
 }

@@ -8,19 +8,19 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::TrainConfig;
-use crate::data::loader::WindowLoader;
 use crate::distributed::cluster::{Cluster, Coordinator};
 use crate::distributed::parallel::{Replica, StepContext, StepOutcome};
 use crate::distributed::peers::Peers;
 use crate::error::TrainError;
 use crate::run::cadence::{Cadence, Due};
 use crate::run::checkpoint::{self, TrainState};
-use crate::run::eval::{evaluate, EvalResult};
 use crate::run::metrics::{loss_svg, MetricsLog, StepRecord};
 use crate::run::readback::Pending;
 use crate::run::report::{Event, Observer, Summary};
-use crate::run::run_dir::RunDir;
+use corpus::WindowLoader;
+use storage::run::RunDir;
 use storage::write_atomic;
+use transformer::{evaluate, EvalResult};
 
 /// A run between [`Run::open`] and [`Run::finish`]: the settings, the replica on this node's
 /// first device (the others follow it on their own threads), where the run stands, and what
@@ -187,13 +187,15 @@ impl<B: AutodiffBackend> Run<'_, B> {
         let replica = self.replica();
         let mut trained = replica.model.valid();
         trained.set_reduce_flop(false);
-        evaluate(
-            &self.config.precision.apply(trained),
-            &self.val_loader,
+        let batches = self.val_loader.batches_in_order(
             self.config.batch_size,
             self.config.eval_batches * self.config.devices * self.config.nodes,
+        );
+        Ok(evaluate(
+            &self.config.precision.apply(trained),
+            batches,
             &replica.device,
-        )
+        )?)
     }
 
     /// `loss.svg` from the records so far (node 0).

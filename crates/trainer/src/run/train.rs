@@ -21,15 +21,12 @@ use crate::error::TrainError;
 use crate::run::session::Run;
 
 pub use crate::config::{Budget, TrainConfig};
-pub use crate::run::eval::{evaluate, EvalResult};
 pub use crate::run::memory::MemoryLimit;
 pub use crate::run::report::{Event, Observer, Quiet, Summary};
-pub use crate::run::run_dir::{check_run_model, read_run_config, run_folder_of, RunDir};
+pub use crate::run::run_dir::{check_run_model, read_run_config};
 pub use crate::step::faults::{FaultHook, FaultPlan};
-pub use crate::step::loss::{cross_entropy, head_cross_entropy};
-pub use crate::step::primitives::{
-    apply_update, batch_tensors, check_ids, micro_step, step_seed, Compute, Update,
-};
+pub use crate::step::loss::head_cross_entropy;
+pub use crate::step::primitives::{apply_update, micro_step, step_seed, Compute, Update};
 
 /// Where a run starts.
 // Built once per run: the size of the settings does not matter.

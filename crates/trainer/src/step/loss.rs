@@ -1,5 +1,5 @@
-//! The language-model loss: mean token cross-entropy, computed from logits (evaluation) or with
-//! the output head's product fused into it (training).
+//! The training loss: mean token cross-entropy with the output head's product fused into it
+//! (the loss from logits, for evaluation, is `transformer::loss::cross_entropy`).
 //!
 //! The vocabulary-wide logits `[tokens, vocab]` are the largest tensor of a small model's step
 //! (a 4096-token vocabulary at 1024 tokens: 16 MB, eight times any activation of the tiny zoo
@@ -13,26 +13,9 @@
 //! d_weight)`, the constants detached) and whose value is the loss.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+use transformer::loss::to_f32;
 use transformer::HeadWeight;
-
-/// Mean cross-entropy (nats per token) of `logits` against `targets`; half-precision logits
-/// are converted to f32 first.
-///
-/// # Shapes
-/// - logits: `[batch, seq, vocab]`, targets: `[batch, seq]` -> `[1]`
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-    let [b, t, v] = logits.dims();
-    let logits = to_f32(logits);
-    // mean(logsumexp(x) - x[target]), with the row maximum as a constant shift (logsumexp does
-    // not depend on it): the backward pass reuses the saved exponentials instead of taking the
-    // exponential of the log-probabilities again, as log_softmax's backward does.
-    let x = logits.reshape([b * t, v]);
-    let max = x.clone().detach().max_dim(1);
-    let lse = (x.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let picked = x.gather(1, targets.reshape([b * t, 1]));
-    (lse - picked).mean()
-}
 
 /// The mean cross-entropy of the logits `hidden · weight + bias` against `targets`, tracked
 /// for the backward pass (the same value and gradients as [`cross_entropy`] of those logits,
@@ -111,19 +94,13 @@ pub(crate) fn exact_recip<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor
     x.ones_like().div(x)
 }
 
-fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    match x.dtype() {
-        DType::F16 | DType::BF16 => x.cast(DType::F32),
-        _ => x,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::{DType, Distribution, TensorData};
     use test_support::{assert_rel_close, scalar, values, Cpu64};
+    use transformer::loss::cross_entropy;
 
     /// Loss value and gradients of hidden, weight and bias by both losses; `tied`: the weight
     /// is held as `[vocab, d_model]`, as a tied embedding is.

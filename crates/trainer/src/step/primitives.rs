@@ -5,47 +5,15 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor};
 use transformer::Transformer;
 
-use crate::data::loader::Cursor;
-use crate::error::{DataError, TrainError};
+use crate::error::TrainError;
 use crate::step::loss::head_cross_entropy;
 use crate::step::optim::{clip_scale, global_grad_norm, AdamW};
-use crate::step::precision::Precision;
-
-/// Refuses windows holding a token id the model's embedding cannot index (a data file that
-/// changed after it was checked): an error naming the id, never an out-of-bounds lookup. One
-/// pass over host memory per batch.
-pub fn check_ids(windows: &[Vec<u32>], vocab_size: usize) -> Result<(), TrainError> {
-    match windows
-        .iter()
-        .flatten()
-        .find(|&&id| id as usize >= vocab_size)
-    {
-        Some(&id) => Err(DataError::TokenOutOfRange { id, vocab_size }.into()),
-        None => Ok(()),
-    }
-}
-
-/// Inputs (first `seq_len` tokens) and targets (last `seq_len`) of windows of `seq_len + 1`.
-pub fn batch_tensors<B: Backend>(
-    windows: &[Vec<u32>],
-    device: &B::Device,
-) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-    let t = windows[0].len() - 1;
-    let mut input = Vec::with_capacity(windows.len() * t);
-    let mut target = Vec::with_capacity(windows.len() * t);
-    for w in windows {
-        input.extend(w[..t].iter().map(|&x| x as i64));
-        target.extend(w[1..].iter().map(|&x| x as i64));
-    }
-    let shape = [windows.len(), t];
-    (
-        Tensor::from_data(TensorData::new(input, shape), device),
-        Tensor::from_data(TensorData::new(target, shape), device),
-    )
-}
+use corpus::Cursor;
+use transformer::loss::{batch_tensors, check_ids};
+use transformer::Precision;
 
 /// How a micro-batch is computed.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -17,7 +17,8 @@ use transformer::Transformer;
 
 use crate::error::TrainError;
 use crate::step::optim::{clip_scale, global_grad_norm, AdamW};
-use crate::step::primitives::{batch_tensors, check_ids, loss_of, Compute};
+use crate::step::primitives::{loss_of, Compute};
+use transformer::loss::{batch_tensors, check_ids};
 
 /// Seconds spent in each phase of one step.
 #[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::data::shard::{fnv1a, HEADER_LEN};
+use crate::shard::{fnv1a, HEADER_LEN};
 use crate::{Cursor, DataError, ShardWriter, TokenFile, TokenWidth, WindowLoader};
 use storage::atomic::{tmp_path, write_atomic};
 

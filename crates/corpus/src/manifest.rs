@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::MANIFEST;
-use crate::data::loader::WindowLoader;
-use crate::data::shard::TokenFile;
-use crate::error::{DataError, TrainError};
+use crate::error::DataError;
+use crate::loader::WindowLoader;
+use crate::shard::TokenFile;
 use storage::tokenizer::load_tokenizer;
 use storage::write_atomic;
 
@@ -77,7 +77,7 @@ impl FileCheck {
         }
         Self {
             bytes: 2 * tokens as u64,
-            sample_fnv1a: crate::data::shard::fnv1a(&bytes),
+            sample_fnv1a: crate::shard::fnv1a(&bytes),
         }
     }
 }
@@ -109,24 +109,24 @@ pub(super) const MANIFEST_VERSION: u32 = 1;
 
 impl Manifest {
     /// Reads `dir/manifest.json`.
-    pub fn load(dir: &Path) -> Result<Self, TrainError> {
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join(MANIFEST);
         if !dir.is_dir() {
-            return Err(TrainError::NoData {
+            return Err(DataError::NoData {
                 dir: dir.to_path_buf(),
                 problem: "does not exist",
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|_| TrainError::NoData {
+        let text = std::fs::read_to_string(&path).map_err(|_| DataError::NoData {
             dir: dir.to_path_buf(),
             problem: "has no manifest.json",
         })?;
-        let m: Manifest = serde_json::from_str(&text).map_err(|e| TrainError::BadManifest {
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| DataError::BadManifest {
             path: path.clone(),
             problem: format!("not a strata data manifest: {e}"),
         })?;
         if m.format != MANIFEST_FORMAT || m.version != MANIFEST_VERSION {
-            return Err(TrainError::BadManifest {
+            return Err(DataError::BadManifest {
                 path,
                 problem: format!(
                     "manifest {} version {} (this strata reads {MANIFEST_FORMAT} version \
@@ -139,9 +139,9 @@ impl Manifest {
     }
 
     /// Opens a split's token files, checking each against the manifest's vocabulary.
-    pub fn open(&self, dir: &Path, split: &Split) -> Result<Vec<TokenFile>, TrainError> {
+    pub fn open(&self, dir: &Path, split: &Split) -> Result<Vec<TokenFile>, DataError> {
         if split.files.is_empty() {
-            return Err(TrainError::BadManifest {
+            return Err(DataError::BadManifest {
                 path: dir.join(MANIFEST),
                 problem: "a split has no files".into(),
             });
@@ -158,11 +158,11 @@ impl Manifest {
                 };
                 // A file that cannot be opened at all: the manifest points at the wrong place.
                 let file = opened.map_err(|e| match e {
-                    DataError::Io { error, .. } => TrainError::BadManifest {
+                    DataError::Io { error, .. } => DataError::BadManifest {
                         path: dir.join(MANIFEST),
                         problem: format!("lists `{f}`, which cannot be opened: {error}"),
                     },
-                    other => other.into(),
+                    other => other,
                 })?;
                 if let Some(check) = split.checks.get(i) {
                     if FileCheck::of(&file) != *check {
@@ -171,8 +171,7 @@ impl Manifest {
                             problem: "changed since it was imported (its size or checksum \
                                       differ); import it again with `strata data import`"
                                 .into(),
-                        }
-                        .into());
+                        });
                     }
                 }
                 if let Some(v) = file.vocab_size() {
@@ -183,8 +182,7 @@ impl Manifest {
                                 "shard vocabulary {v} exceeds the manifest's {}",
                                 self.vocab_size
                             ),
-                        }
-                        .into());
+                        });
                     }
                 }
                 Ok(file)
@@ -201,10 +199,10 @@ impl Manifest {
         seq_len: usize,
         seed: u64,
         shuffle: bool,
-    ) -> Result<WindowLoader, TrainError> {
+    ) -> Result<WindowLoader, DataError> {
         let loader = WindowLoader::new(self.open(dir, split)?, seq_len, seed, shuffle)?;
         match split.row_len {
-            Some(row) if row != seq_len + 1 => Err(TrainError::RowLength {
+            Some(row) if row != seq_len + 1 => Err(DataError::RowLength {
                 dir: dir.to_path_buf(),
                 row,
             }),
@@ -214,9 +212,9 @@ impl Manifest {
     }
 
     /// Refuses a model whose embedding cannot index every token of this data.
-    pub fn check_vocab(&self, model: &str, model_vocab: usize) -> Result<(), TrainError> {
+    pub fn check_vocab(&self, model: &str, model_vocab: usize) -> Result<(), DataError> {
         if self.vocab_size > model_vocab {
-            return Err(TrainError::Tokenizer(format!(
+            return Err(DataError::Tokenizer(format!(
                 "the data's vocabulary has {} tokens but model {model} has vocab_size {model_vocab}; prepare the data with `vocab_size` {model_vocab} or pick a model with a larger vocabulary",
                 self.vocab_size
             )));
@@ -225,9 +223,9 @@ impl Manifest {
     }
 
     /// Loads the tokenizer of a data folder.
-    pub fn load_tokenizer(&self, dir: &Path) -> Result<Tokenizer, TrainError> {
+    pub fn load_tokenizer(&self, dir: &Path) -> Result<Tokenizer, DataError> {
         let name = self.tokenizer.as_deref().ok_or_else(|| {
-            TrainError::Tokenizer(format!(
+            DataError::Tokenizer(format!(
                 "{} names no tokenizer (the data was imported as tokens)",
                 dir.join(MANIFEST).display()
             ))
@@ -237,14 +235,14 @@ impl Manifest {
 }
 
 /// Refuses to overwrite prepared data unless forced; creates the folder.
-pub(super) fn claim_output(out: &Path, force: bool) -> Result<(), TrainError> {
+pub(super) fn claim_output(out: &Path, force: bool) -> Result<(), DataError> {
     if out.join(MANIFEST).exists() && !force {
-        return Err(TrainError::DataExists {
+        return Err(DataError::DataExists {
             dir: out.to_path_buf(),
         });
     }
     if out.exists() && !out.is_dir() {
-        return Err(TrainError::Input {
+        return Err(DataError::Input {
             path: out.to_path_buf(),
             problem: " is a file, not a folder".into(),
         });
@@ -274,7 +272,7 @@ pub(super) fn remove_stale(out: &Path, manifest: &Manifest) {
     }
 }
 
-pub(super) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), TrainError> {
+pub(super) fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), DataError> {
     let json = serde_json::to_string_pretty(manifest).expect("plain struct");
     write_atomic(&dir.join(MANIFEST), json.as_bytes())?;
     Ok(())

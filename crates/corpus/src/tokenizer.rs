@@ -11,7 +11,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::sources::{for_each_document, is_validation, Source};
-use crate::error::TrainError;
+use crate::error::DataError;
 use storage::tokenizer::EOT;
 
 /// Where the tokenizer comes from.
@@ -35,10 +35,10 @@ pub(super) fn train_tokenizer(
     text_field: &str,
     val_every: usize,
     vocab_size: usize,
-) -> Result<Tokenizer, TrainError> {
+) -> Result<Tokenizer, DataError> {
     let alphabet = ByteLevel::alphabet();
     if vocab_size < alphabet.len() + 2 {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "vocab_size",
             problem: format!(
                 "{vocab_size} is too small: a byte-level BPE needs at least {}",
@@ -62,14 +62,14 @@ pub(super) fn train_tokenizer(
         .into();
     // The tokenizer pulls documents from an iterator; a reading error ends the iteration and is
     // reported after training.
-    let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+    let failure: Mutex<Option<DataError>> = Mutex::new(None);
     let (tx, rx) = std::sync::mpsc::sync_channel::<String>(64);
     std::thread::scope(|scope| {
         let failure = &failure;
         scope.spawn(move || {
             let result = for_each_document(sources, text_field, |i, text| {
                 if !is_validation(i, val_every) && tx.send(text).is_err() {
-                    return Err(TrainError::Tokenizer("training stopped early".into()));
+                    return Err(DataError::Tokenizer("training stopped early".into()));
                 }
                 Ok(())
             });
@@ -80,7 +80,7 @@ pub(super) fn train_tokenizer(
         tokenizer
             .train(&mut trainer, rx.into_iter())
             .map(|_| ())
-            .map_err(|e| TrainError::Tokenizer(e.to_string()))
+            .map_err(|e| DataError::Tokenizer(e.to_string()))
     })?;
     if let Some(e) = failure.into_inner().expect("no panics while locked") {
         return Err(e);

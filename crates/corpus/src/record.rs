@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Manifest, MANIFEST};
-use crate::data::shard::fnv1a;
-use crate::error::TrainError;
+use crate::error::DataError;
+use crate::shard::fnv1a;
 
 /// A data folder's identity: what its manifest says and checksums of the manifest and the
 /// tokenizer file (the shards carry their own checksums, raw files their import checks).
@@ -29,9 +29,9 @@ pub struct DataRecord {
 
 impl DataRecord {
     /// The record of the data folder `dir`, whose manifest is `manifest`.
-    pub fn of(manifest: &Manifest, dir: &Path) -> Result<Self, TrainError> {
+    pub fn of(manifest: &Manifest, dir: &Path) -> Result<Self, DataError> {
         let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| TrainError::BadManifest {
+            std::fs::read(dir.join(name)).map_err(|e| DataError::BadManifest {
                 path: dir.join(name),
                 problem: e.to_string(),
             })

@@ -7,8 +7,8 @@ use super::manifest::{
     claim_output, write_manifest, FileCheck, FileFormat, Manifest, Split, MANIFEST_FORMAT,
     MANIFEST_VERSION,
 };
-use crate::data::shard::TokenFile;
-use crate::error::{DataError, TrainError};
+use crate::error::DataError;
+use crate::shard::TokenFile;
 
 /// `data import`: a data folder over existing raw uint16 token files, referenced by absolute
 /// path rather than copied: plain token streams, or with `row_len` files of independent rows
@@ -20,22 +20,22 @@ pub fn import_raw(
     row_len: Option<usize>,
     out: &Path,
     force: bool,
-) -> Result<Manifest, TrainError> {
+) -> Result<Manifest, DataError> {
     if row_len.is_some_and(|r| r < 2) {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "row_len",
             problem: "must be at least 2".into(),
         });
     }
     if vocab_size == 0 || vocab_size > 1 << 16 {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "vocab_size",
             problem: format!("{vocab_size} must lie in 1..=65536 for uint16 tokens"),
         });
     }
-    let split = |files: &[PathBuf], what: &'static str| -> Result<Split, TrainError> {
+    let split = |files: &[PathBuf], what: &'static str| -> Result<Split, DataError> {
         if files.is_empty() {
-            return Err(TrainError::Setting {
+            return Err(DataError::Setting {
                 setting: what,
                 problem: "no files given".into(),
             });
@@ -46,7 +46,7 @@ pub fn import_raw(
             let abs = std::fs::canonicalize(f).map_err(|e| DataError::io(f, e))?;
             let file = TokenFile::open_raw_u16(&abs)?;
             if let Some(r) = row_len.filter(|r| file.len() % r != 0) {
-                return Err(TrainError::Input {
+                return Err(DataError::Input {
                     path: abs,
                     problem: format!(": {} tokens are not whole rows of {r}", file.len()),
                 });
@@ -55,8 +55,7 @@ pub fn import_raw(
                 return Err(DataError::TokenOutOfRange {
                     id: file.get(i),
                     vocab_size,
-                }
-                .into());
+                });
             }
             tokens += file.len() as u64;
             names.push(abs.to_string_lossy().to_string());

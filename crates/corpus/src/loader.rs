@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::data::shard::TokenFile;
 use crate::error::DataError;
+use crate::shard::TokenFile;
 
 /// Where the loader stands: the next window is `order(epoch)[index]` (saved in checkpoints).
 pub use storage::Cursor;
@@ -167,5 +167,24 @@ impl WindowLoader {
     /// The next `batch` windows.
     pub fn next_batch(&mut self, batch: usize) -> Vec<Vec<u32>> {
         (0..batch).map(|_| self.next_window()).collect()
+    }
+
+    /// The windows in order (no shuffling, the cursor untouched), in batches of `batch_size`:
+    /// `max_batches` batches, or every window when `max_batches` is 0. What validation scores.
+    pub fn batches_in_order(
+        &self,
+        batch_size: usize,
+        max_batches: usize,
+    ) -> impl Iterator<Item = Vec<Vec<u32>>> + '_ {
+        let batch_size = batch_size.max(1);
+        let n = match max_batches {
+            0 => self.windows(),
+            m => self.windows().min(m.saturating_mul(batch_size)),
+        };
+        (0..n).step_by(batch_size).map(move |start| {
+            (start..(start + batch_size).min(n))
+                .map(|w| self.window(w))
+                .collect()
+        })
     }
 }

@@ -10,8 +10,8 @@ use super::manifest::{
 use super::sources::{for_each_document, is_validation, list_sources};
 use super::tokenizer::{train_tokenizer, TokenizerSource};
 use super::{EOT, TOKENIZER};
-use crate::data::shard::ShardWriter;
-use crate::error::{DataError, TrainError};
+use crate::error::DataError;
+use crate::shard::ShardWriter;
 use storage::atomic::{sync_parent, tmp_path};
 use storage::tokenizer::{find_eot, load_tokenizer};
 
@@ -82,7 +82,7 @@ impl SplitWriter {
         }
     }
 
-    fn write(&mut self, ids: &[u32]) -> Result<(), TrainError> {
+    fn write(&mut self, ids: &[u32]) -> Result<(), DataError> {
         let mut rest = ids;
         while !rest.is_empty() {
             if self
@@ -108,14 +108,14 @@ impl SplitWriter {
         Ok(())
     }
 
-    fn finish_shard(&mut self) -> Result<(), TrainError> {
+    fn finish_shard(&mut self) -> Result<(), DataError> {
         if let Some(w) = self.current.take() {
             w.finish()?;
         }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Split, TrainError> {
+    fn finish(mut self) -> Result<Split, DataError> {
         self.finish_shard()?;
         Ok(Split {
             files: self.files,
@@ -130,15 +130,15 @@ impl SplitWriter {
 
 /// Prepares a data folder: tokenizer, train/validation shards, manifest (written last, so a
 /// folder with a manifest is complete).
-pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
+pub fn prepare(config: &PrepareConfig) -> Result<Manifest, DataError> {
     if config.val_every < 2 {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "val_every",
             problem: "must be at least 2".into(),
         });
     }
     if config.shard_tokens == 0 {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "shard_tokens",
             problem: "must be at least 1".into(),
         });
@@ -147,13 +147,13 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
     // Count documents first: empty inputs and a split without validation fail before any work.
     let documents = for_each_document(&sources, &config.text_field, |_, _| Ok(()))?;
     if documents == 0 {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "inputs",
             problem: "the inputs hold no text".into(),
         });
     }
     if documents < config.val_every {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "inputs",
             problem: format!(
             "{documents} documents are too few to hold out 1 in {} for validation; give more documents or a smaller `val_every`",
@@ -184,7 +184,7 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
     for_each_document(&sources, &config.text_field, |i, text| {
         let encoding = tokenizer
             .encode(text.as_str(), false)
-            .map_err(|e| TrainError::Tokenizer(format!("encoding document {i}: {e}")))?;
+            .map_err(|e| DataError::Tokenizer(format!("encoding document {i}: {e}")))?;
         let mut ids = encoding.get_ids().to_vec();
         ids.push(eot_id);
         if is_validation(i, config.val_every) {
@@ -204,7 +204,7 @@ pub fn prepare(config: &PrepareConfig) -> Result<Manifest, TrainError> {
         }
         TokenizerSource::Train { .. } => tokenizer
             .save(&tmp, false)
-            .map_err(|e| TrainError::Tokenizer(format!("cannot save: {e}")))?,
+            .map_err(|e| DataError::Tokenizer(format!("cannot save: {e}")))?,
     }
     std::fs::rename(&tmp, &tok_path).map_err(|e| DataError::io(&tok_path, e))?;
     sync_parent(&tok_path);

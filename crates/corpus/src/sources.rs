@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, TrainError};
+use crate::error::DataError;
 
 /// Where one document comes from.
 #[derive(Clone, Debug)]
@@ -17,9 +17,9 @@ pub(super) enum Source {
 }
 
 /// Expands the inputs to files in a deterministic order.
-pub(super) fn list_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, TrainError> {
+pub(super) fn list_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, DataError> {
     if inputs.is_empty() {
-        return Err(TrainError::Setting {
+        return Err(DataError::Setting {
             setting: "inputs",
             problem: "no input given".into(),
         });
@@ -52,7 +52,7 @@ pub(super) fn list_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, TrainError
             let before = files.len();
             walk(input, &mut files)?;
             if files.len() == before {
-                return Err(TrainError::Input {
+                return Err(DataError::Input {
                     path: input.clone(),
                     problem: ": the input folder is empty".into(),
                 });
@@ -60,7 +60,7 @@ pub(super) fn list_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, TrainError
         } else if input.is_file() {
             files.push(input.clone());
         } else {
-            return Err(TrainError::Input {
+            return Err(DataError::Input {
                 path: input.clone(),
                 problem: ": the input does not exist".into(),
             });
@@ -78,10 +78,10 @@ pub(super) fn list_sources(inputs: &[PathBuf]) -> Result<Vec<Source>, TrainError
         .collect())
 }
 
-pub(super) fn utf8(path: &Path, line: Option<usize>, bytes: Vec<u8>) -> Result<String, TrainError> {
+pub(super) fn utf8(path: &Path, line: Option<usize>, bytes: Vec<u8>) -> Result<String, DataError> {
     String::from_utf8(bytes).map_err(|e| {
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-        TrainError::Input {
+        DataError::Input {
             path: path.to_path_buf(),
             problem: format!(
                 "{at}: not UTF-8 text (invalid byte at offset {})",
@@ -95,12 +95,12 @@ pub(super) fn utf8(path: &Path, line: Option<usize>, bytes: Vec<u8>) -> Result<S
 pub(super) fn for_each_document(
     sources: &[Source],
     text_field: &str,
-    mut visit: impl FnMut(usize, String) -> Result<(), TrainError>,
-) -> Result<usize, TrainError> {
+    mut visit: impl FnMut(usize, String) -> Result<(), DataError>,
+) -> Result<usize, DataError> {
     let mut index = 0;
     let mut emit = |text: String,
-                    visit: &mut dyn FnMut(usize, String) -> Result<(), TrainError>|
-     -> Result<(), TrainError> {
+                    visit: &mut dyn FnMut(usize, String) -> Result<(), DataError>|
+     -> Result<(), DataError> {
         if text.trim().is_empty() {
             return Ok(());
         }
@@ -136,14 +136,14 @@ pub(super) fn for_each_document(
                         continue;
                     }
                     let value: serde_json::Value =
-                        serde_json::from_str(&text).map_err(|e| TrainError::Input {
+                        serde_json::from_str(&text).map_err(|e| DataError::Input {
                             path: path.clone(),
                             problem: format!(":{number}: not JSON: {e}"),
                         })?;
                     let doc = value
                         .get(text_field)
                         .and_then(|v| v.as_str())
-                        .ok_or_else(|| TrainError::Input {
+                        .ok_or_else(|| DataError::Input {
                             path: path.clone(),
                             problem: format!(":{number}: no string field \"{text_field}\""),
                         })?;
