@@ -37,6 +37,12 @@ impl BackendKind {
             BackendKind::Cuda => "cuda",
         }
     }
+
+    /// Whether the backend computes on a GPU (whose results the host must copy back), not in
+    /// host memory.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, BackendKind::Wgpu | BackendKind::Cuda)
+    }
 }
 
 /// Work that runs on whichever backend the user picked.

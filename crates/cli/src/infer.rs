@@ -65,15 +65,8 @@ pub struct GenerateArgs {
     /// New tokens at most.
     #[arg(long, default_value_t = 100)]
     max_tokens: usize,
-    /// Softmax temperature (0: greedy).
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    temperature: f64,
-    /// Sample from the k most likely tokens only.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Sample from the smallest set of tokens with this much probability.
-    #[arg(long, allow_negative_numbers = true)]
-    top_p: Option<f64>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -94,6 +87,32 @@ pub struct GenerateArgs {
     /// generated token ids, without the end-of-text token; `text`: their decoding).
     #[arg(long)]
     json: bool,
+}
+
+/// How tokens are drawn (`strata generate`, `strata bench decode`).
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Softmax temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    temperature: f64,
+    /// Sample from the k most likely tokens only.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Sample from the smallest set of tokens with this much probability.
+    #[arg(long, allow_negative_numbers = true)]
+    top_p: Option<f64>,
+}
+
+impl SamplingArgs {
+    /// The sampler's settings with `seed`.
+    pub fn config(&self, seed: u64) -> SamplingConfig {
+        SamplingConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed,
+        }
+    }
 }
 
 pub fn eval(args: EvalArgs) -> Result<()> {
@@ -262,13 +281,10 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
     }
     let config = GenerateConfig {
         max_new_tokens: args.max_tokens,
-        sampling: SamplingConfig {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
+        sampling: args.sampling.config(args.seed),
         stop_token: find_eot(&tokenizer, None).ok(),
+        // Tokens are chosen where the logits are: on a GPU, one id is read back per token.
+        on_device: args.backend.is_gpu(),
     };
     config.sampling.validate()?;
     let threshold = if args.merged {

@@ -363,3 +363,65 @@ fn steady_training_steps_neither_read_back_nor_synchronise() {
         "steps synchronised with the device"
     );
 }
+
+/// Most launches a decoded token of the test's tiny-lowrank-r32 may make (batch 1, pre-merged
+/// form, sampled on the device at the default temperature).
+const DECODE_TOKEN_LAUNCHES: f64 = 215.0;
+
+/// `strata bench decode` on the stand-in: each token's id is all that is read back (the
+/// device sampler), and a token's launches stay under [`DECODE_TOKEN_LAUNCHES`].
+#[test]
+fn decoding_reads_back_one_id_per_token() {
+    require_stand_in();
+    let dir = Scratch::new("cuda-sim-decode");
+    let args = [
+        "bench",
+        "decode",
+        "--backend",
+        "cuda",
+        "--model",
+        "tiny-lowrank-r32",
+        "--batch",
+        "1",
+        "4",
+        "--context",
+        "4",
+        "--steps",
+        "4",
+        "--repeats",
+        "1",
+    ];
+    let out = strata(&args, &dir.join("cache"), &dir.join("report.json"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in stdout.lines() {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        let batch = json["batch"].as_f64().unwrap();
+        for form in ["structured", "merged", "dispatching"] {
+            let counts = &json["driver_per_token"][form];
+            let per_token = |key: &str| {
+                counts[key]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no {key} in {json}"))
+            };
+            eprintln!(
+                "batch {batch}, {form}: {} launches, {} bytes read back per token",
+                per_token("launches"),
+                per_token("dtoh_bytes")
+            );
+            // One id per sequence: at most 8 bytes.
+            assert!(per_token("dtoh_bytes") <= 8.0, "{form}: {counts}");
+            if batch == 1.0 && form == "merged" {
+                let launches = per_token("launches");
+                assert!(
+                    launches <= DECODE_TOKEN_LAUNCHES,
+                    "a decoded token made {launches} launches (at most {DECODE_TOKEN_LAUNCHES})"
+                );
+            }
+        }
+    }
+}

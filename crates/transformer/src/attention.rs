@@ -73,34 +73,52 @@ impl<B: Backend> Rope<B> {
     /// # Shapes
     /// - x: `[batch, seq, heads, head_dim]` -> same
     pub fn apply(&self, x: Tensor<B, 4>, offset: usize) -> Tensor<B, 4> {
-        let [b, t, h, d] = x.dims();
-        let dtype = x.dtype();
-        let cast = |table: Tensor<B, 2>| {
-            if table.dtype() == dtype {
+        let [_, t, h, _] = x.dims();
+        let tables = self.tables(offset, t, h, x.dtype());
+        self.rotate(x, &tables)
+    }
+
+    /// The cosine and sine rows of positions `offset..offset + seq` for `heads` heads in
+    /// `dtype`, each `[1, seq * heads * head_dim]`: the tables as one row shared by every batch
+    /// row, so the products broadcast one row (the CPU backend's vectorised path) rather than
+    /// walking a 4-d broadcast element by element.
+    fn tables(&self, offset: usize, t: usize, h: usize, dtype: DType) -> RopeRows<B> {
+        let d = self.cos.dims()[1];
+        let row = |table: &Tensor<B, 2>| {
+            let table = table.clone().narrow(0, offset, t);
+            let table = if table.dtype() == dtype {
                 table
             } else {
                 table.cast(dtype)
-            }
-        };
-        // The tables as one row of `t * heads * d` values and the inputs as `batch` such rows:
-        // the products then broadcast one shared row (the CPU backend's vectorised path) rather
-        // than walking a 4-d broadcast element by element.
-        let row = t * h * d;
-        let table = |t_: &Tensor<B, 2>| {
-            cast(t_.clone().narrow(0, offset, t))
+            };
+            table
                 .reshape([t, 1, d])
                 .repeat_dim(1, h)
-                .reshape([1, row])
+                .reshape([1, t * h * d])
         };
-        let (cos, sin) = (table(&self.cos), table(&self.sin));
+        (row(&self.cos), row(&self.sin))
+    }
+
+    /// `x` rotated with rows from [`Rope::tables`] of its positions and heads.
+    fn rotate(&self, x: Tensor<B, 4>, (cos, sin): &RopeRows<B>) -> Tensor<B, 4> {
+        let [b, t, h, d] = x.dims();
+        let row = t * h * d;
+        let rotate = if self.rotate.dtype() == x.dtype() {
+            self.rotate.clone()
+        } else {
+            self.rotate.clone().cast(x.dtype())
+        };
         let rotated = x
             .clone()
             .reshape([b * t * h, d])
-            .matmul(cast(self.rotate.clone()))
+            .matmul(rotate)
             .reshape([b, row]);
-        (x.reshape([b, row]) * cos + rotated * sin).reshape([b, t, h, d])
+        (x.reshape([b, row]) * cos.clone() + rotated * sin.clone()).reshape([b, t, h, d])
     }
 }
+
+/// A [`Rope`]'s cosine and sine rows for the positions and heads of one call.
+type RopeRows<B> = (Tensor<B, 2>, Tensor<B, 2>);
 
 /// What attention needs to know about positions, built once per model.
 #[derive(Module, Debug)]
@@ -156,7 +174,12 @@ pub(crate) struct PassPositions<'a, B: Backend> {
     pub offset: usize,
     /// The bias built so far, with the (queries, keys, dtype) it was built for.
     bias: RefCell<Option<(BiasKey, Tensor<B, 2>)>>,
+    /// The RoPE rows built so far, by (tokens, heads, dtype): queries' and keys' heads.
+    rope: RefCell<Vec<(RopeKey, RopeRows<B>)>>,
 }
+
+/// What a pass's RoPE rows depend on: tokens, heads and the dtype.
+type RopeKey = (usize, usize, DType);
 
 /// What a causal bias depends on within one pass: queries, keys and the scores' dtype.
 type BiasKey = (usize, usize, DType);
@@ -167,7 +190,31 @@ impl<'a, B: Backend> PassPositions<'a, B> {
             tables,
             offset,
             bias: RefCell::new(None),
+            rope: RefCell::new(Vec::new()),
         }
+    }
+
+    /// `x` (positions `offset..`) rotated by the model's RoPE, or as it is with learned
+    /// positions; the tables' rows are built once per pass for each head count and dtype.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, heads, head_dim]` -> same
+    fn rope(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let Some(rope) = &self.tables.rope else {
+            return x;
+        };
+        let [_, t, h, _] = x.dims();
+        let key = (t, h, x.dtype());
+        let mut memo = self.rope.borrow_mut();
+        let rows = match memo.iter().find(|(k, _)| *k == key) {
+            Some((_, rows)) => rows.clone(),
+            None => {
+                let rows = rope.tables(self.offset, t, h, key.2);
+                memo.push((key, rows.clone()));
+                rows
+            }
+        };
+        rope.rotate(x, &rows)
     }
 
     /// 0 where query `i` may see key `j`, -inf where [`Positions::causal_mask`] hides it, in
@@ -249,12 +296,9 @@ impl<B: Backend> Attention<B> {
         // RoPE on the projections' own (contiguous) layout, then heads first.
         let q = self.q.forward(x.clone()).reshape([b, t, h, hd]);
         let k = self.k.forward(x.clone()).reshape([b, t, kvh, hd]);
-        let (q, k) = match &positions.tables.rope {
-            Some(rope) => (rope.apply(q, offset), rope.apply(k, offset)),
-            None => (q, k),
-        };
-        let (q, k) = (q.swap_dims(1, 2), k.swap_dims(1, 2));
-        let v = self.v.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+        let (q, k) = (positions.rope(q), positions.rope(k));
+        let (q, k) = (heads_first(q), heads_first(k));
+        let v = heads_first(self.v.forward(x).reshape([b, t, kvh, hd]));
         let (k, v) = match cache {
             Some(cache) => cache.write(k, v, offset, t == 1),
             None => (k, v),
@@ -295,7 +339,18 @@ impl<B: Backend> Attention<B> {
         };
         let weights = self.dropout.forward(softmax(scores, 3));
         let weights = if half { weights.cast(dtype) } else { weights };
-        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
+        let out = heads_first(weights.matmul(v)).reshape([b, t, h * hd]);
         self.o.forward(out)
+    }
+}
+
+/// `[a, b, c, d]` -> `[a, c, b, d]` (tokens and heads swapped, either way). With one token (a
+/// decoding step) the layout in memory is the same, so it is a reshape, not a copy.
+fn heads_first<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [a, b, c, d] = x.dims();
+    if b == 1 || c == 1 {
+        x.reshape([a, c, b, d])
+    } else {
+        x.swap_dims(1, 2)
     }
 }

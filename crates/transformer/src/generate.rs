@@ -1,16 +1,15 @@
-//! Generation: the sampler (temperature, top-k, top-p, seed), the pre-merge dispatching model,
-//! and the decoding loop over any [`LanguageModel`].
+//! Generation: the pre-merge dispatching model and the decoding loop over any
+//! [`LanguageModel`], its tokens chosen by the device sampler (`sampling.rs`).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::KvCache;
 use crate::config::TransformerConfig;
 use crate::error::ModelError;
 use crate::model::Transformer;
+use crate::sampling::{DeviceSampler, Sampler, SamplingConfig};
 
 /// A model that decodes with a KV cache.
 pub trait LanguageModel<B: Backend> {
@@ -112,131 +111,6 @@ impl<B: Backend> LanguageModel<B> for Dispatching<B> {
     }
 }
 
-/// How the next token is drawn from the logits.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-pub struct SamplingConfig {
-    /// Softmax temperature; 0 means greedy (argmax).
-    pub temperature: f64,
-    /// Keep only the k most likely tokens.
-    pub top_k: Option<usize>,
-    /// Keep the smallest set of most likely tokens whose probability mass reaches p.
-    pub top_p: Option<f64>,
-    /// Seed of the sampler's random generator.
-    pub seed: u64,
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-        }
-    }
-}
-
-impl SamplingConfig {
-    /// Checks the values; the error names the bad field.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(ModelError::invalid(
-                "temperature",
-                format!("must be >= 0, got {}", self.temperature),
-            ));
-        }
-        if self.top_k == Some(0) {
-            return Err(ModelError::invalid("top_k", "must be at least 1"));
-        }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(ModelError::invalid(
-                    "top_p",
-                    format!("must lie in (0, 1], got {p}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Draws tokens from logits; a fixed seed repeats its draws.
-#[derive(Debug, Clone)]
-pub struct Sampler {
-    config: SamplingConfig,
-    rng: StdRng,
-}
-
-impl Sampler {
-    /// A sampler for a validated configuration.
-    pub fn new(config: SamplingConfig) -> Result<Self, ModelError> {
-        config.validate()?;
-        Ok(Self {
-            config,
-            rng: StdRng::seed_from_u64(config.seed),
-        })
-    }
-
-    /// The candidate tokens and their probabilities after temperature, top-k and top-p,
-    /// most likely first (greedy: the argmax alone).
-    pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f64)> {
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        // Descending by logit, ties by lower id, NaN last.
-        order.sort_by(|&a, &b| {
-            let (x, y) = (logits[a as usize], logits[b as usize]);
-            y.partial_cmp(&x)
-                .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
-                .then(a.cmp(&b))
-        });
-        if self.config.temperature == 0.0 || order.len() == 1 {
-            return vec![(order[0], 1.0)];
-        }
-        let k = self.config.top_k.unwrap_or(order.len()).min(order.len());
-        order.truncate(k);
-        let max = logits[order[0] as usize] as f64;
-        let mut probs: Vec<(u32, f64)> = order
-            .iter()
-            .map(|&i| {
-                (
-                    i,
-                    ((logits[i as usize] as f64 - max) / self.config.temperature).exp(),
-                )
-            })
-            .filter(|(_, p)| p.is_finite())
-            .collect();
-        let sum: f64 = probs.iter().map(|(_, p)| p).sum();
-        probs.iter_mut().for_each(|(_, p)| *p /= sum);
-        if let Some(top_p) = self.config.top_p {
-            let mut mass = 0.0;
-            let mut keep = 0;
-            for (_, p) in &probs {
-                keep += 1;
-                mass += p;
-                if mass >= top_p {
-                    break;
-                }
-            }
-            probs.truncate(keep);
-            probs.iter_mut().for_each(|(_, p)| *p /= mass);
-        }
-        probs
-    }
-
-    /// Draws one token id.
-    pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let dist = self.distribution(logits);
-        let u: f64 = self.rng.random();
-        let mut acc = 0.0;
-        for &(id, p) in &dist {
-            acc += p;
-            if u < acc {
-                return id;
-            }
-        }
-        dist.last().map_or(0, |(id, _)| *id)
-    }
-}
-
 /// What to generate.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct GenerateConfig {
@@ -246,12 +120,19 @@ pub struct GenerateConfig {
     pub sampling: SamplingConfig,
     /// Stop after emitting this token (it is included in the output).
     pub stop_token: Option<u32>,
+    /// Choose each token on the device ([`DeviceSampler`]: one id read back per token, fed in
+    /// as it is) rather than on the host from the row of logits read back ([`Sampler`]). The
+    /// same tokens either way (up to f32 rounding); worth it on a GPU, while on a CPU backend,
+    /// whose logits are already in host memory, the host's sort is the cheaper search.
+    #[serde(default)]
+    pub on_device: bool,
 }
 
 /// Continues `prompt` with at most `max_new_tokens` tokens; returns the new tokens only.
 ///
-/// The prompt is prefilled in one call; then one token per step through the KV cache. A
-/// request that would run past the model's context is refused before any work.
+/// The prompt is prefilled in one call; then one token per step through the KV cache, each
+/// chosen on the device or on the host ([`GenerateConfig::on_device`]). A request that would
+/// run past the model's context is refused before any work.
 pub fn generate<B: Backend, M: LanguageModel<B>>(
     model: &M,
     prompt: &[u32],
@@ -276,36 +157,77 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
             capacity: mc.max_seq_len,
         });
     }
-    let mut sampler = Sampler::new(config.sampling)?;
+    let mut sampler = NextToken::new(config.sampling, config.on_device)?;
     // The buffers hold just this request (at least one position), so every step has one shape.
     let mut cache = KvCache::with_capacity(mc, needed.max(1))?;
     let mut out = Vec::with_capacity(config.max_new_tokens);
-    let mut input = prompt.to_vec();
+    let mut input = ids_tensor::<B>(prompt, device);
     while out.len() < config.max_new_tokens {
-        let tokens = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(
-                input.iter().map(|&t| t as i64).collect::<Vec<_>>(),
-                [1, input.len()],
-            ),
-            device,
-        );
-        let logits = model.forward_cached(tokens, &mut cache)?;
+        let logits = model.forward_cached(input, &mut cache)?;
         let [_, t, v] = logits.dims();
-        let last = logits.narrow(1, t - 1, 1).reshape([v]);
-        let last: Vec<f32> =
-            last.into_data()
-                .convert::<f32>()
-                .to_vec()
-                .map_err(|e| ModelError::Readback {
-                    what: "logits",
-                    problem: format!("{e:?}"),
-                })?;
-        let next = sampler.sample(&last);
-        out.push(next);
-        if config.stop_token == Some(next) {
+        let (ids, next) = sampler.next(logits.narrow(1, t - 1, 1).reshape([1, v]), device)?;
+        let id = ids[0];
+        out.push(id);
+        if config.stop_token == Some(id) {
             break;
         }
-        input = vec![next];
+        input = next;
     }
     Ok(out)
+}
+
+/// `[1, len]` token ids on `device`.
+fn ids_tensor<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 2, Int> {
+    let ids: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+    let n = ids.len();
+    Tensor::from_data(TensorData::new(ids, [1, n]), device)
+}
+
+/// Where a decoding loop chooses its tokens: on the device ([`DeviceSampler`]) or on the host
+/// ([`Sampler`], from the rows of logits read back).
+pub enum NextToken {
+    /// On the device: one id per sequence read back, fed in as it is.
+    Device(DeviceSampler),
+    /// On the host: each row of logits read back, the ids uploaded again.
+    Host(Sampler),
+}
+
+impl NextToken {
+    /// A chooser for validated `config`, on the device or on the host.
+    pub fn new(config: SamplingConfig, on_device: bool) -> Result<Self, ModelError> {
+        Ok(match on_device {
+            true => NextToken::Device(DeviceSampler::new(config)?),
+            false => NextToken::Host(Sampler::new(config)?),
+        })
+    }
+
+    /// The next token of each row of `logits` (`[batch, vocab]`), and the next step's input
+    /// holding them (`[batch, 1]`).
+    pub fn next<B: Backend>(
+        &mut self,
+        logits: Tensor<B, 2>,
+        device: &B::Device,
+    ) -> Result<(Vec<u32>, Tensor<B, 2, Int>), ModelError> {
+        let readback = |what, e: &dyn std::fmt::Debug| ModelError::Readback {
+            what,
+            problem: format!("{e:?}"),
+        };
+        match self {
+            NextToken::Device(sampler) => {
+                let next = sampler.sample(logits);
+                let data = next.clone().into_data();
+                let ids = data.iter::<i64>().map(|i| i as u32).collect();
+                Ok((ids, next))
+            }
+            NextToken::Host(sampler) => {
+                let [b, v] = logits.dims();
+                let rows = logits.into_data().convert::<f32>().to_vec::<f32>();
+                let rows = rows.map_err(|e| readback("logits", &e))?;
+                let ids: Vec<u32> = rows.chunks(v).map(|r| sampler.sample(r)).collect();
+                let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+                let next = Tensor::from_data(TensorData::new(data, [b, 1]), device);
+                Ok((ids, next))
+            }
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //!   SwiGLU / ReLU FFN, pre-norm or branch-output norms, structure per place (FFN fc1/fc2 with a
 //!   dense first layer; attention q/k/v/o for LPA), self-guided layers with one model-wide alpha;
 //! - an explicit [`KvCache`] for prefill and token-by-token decoding;
-//! - [`generate`] with temperature, top-k, top-p and a seed; pre-merge ([`Transformer::merged`])
+//! - [`generate`] with temperature, top-k, top-p and a seed, sampled on the device
+//!   ([`DeviceSampler`]); pre-merge ([`Transformer::merged`])
 //!   and a token-count [`Dispatching`] model;
 //! - the loss of token windows and a model's validation loss ([`loss`], [`evaluate`]);
 //! - the arithmetic it computes in ([`Precision`]: f32, or bf16 / f16 cast from f32 weights);
@@ -21,6 +22,7 @@ pub mod loss;
 mod model;
 mod place;
 pub mod precision;
+mod sampling;
 pub mod zoo;
 
 pub use attention::{Attention, Positions, Rope};
@@ -31,12 +33,12 @@ pub use config::{
 };
 pub use error::ModelError;
 pub use generate::{
-    generate, Dispatching, GenerateConfig, LanguageModel, Sampler, SamplingConfig,
-    DEFAULT_DISPATCH_THRESHOLD,
+    generate, Dispatching, GenerateConfig, LanguageModel, NextToken, DEFAULT_DISPATCH_THRESHOLD,
 };
 pub use loss::{evaluate, EvalResult};
 pub use model::{gelu_tanh, Block, Ffn, HeadWeight, Norm, Transformer};
 pub use precision::Precision;
+pub use sampling::{search_shape, DeviceSampler, Sampler, SamplingConfig};
 
 #[cfg(test)]
 mod tests;

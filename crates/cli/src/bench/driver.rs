@@ -40,6 +40,16 @@ pub struct Tally {
 impl Tally {
     /// Adds one unit: the counts from `before` to `after` (two [`now`]s).
     pub fn add(&mut self, before: &Value, after: &Value) {
+        self.add_units(before, after, 1);
+    }
+
+    /// Whether nothing was added (not on the stand-in).
+    pub fn is_empty(&self) -> bool {
+        self.units == 0
+    }
+
+    /// Adds `units` equal units of work done from `before` to `after` (several tokens).
+    pub fn add_units(&mut self, before: &Value, after: &Value, units: u64) {
         let get = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
         for key in KEYS {
             *self.sums.entry(key).or_default() += get(after, key).saturating_sub(get(before, key));
@@ -53,7 +63,7 @@ impl Tally {
                 }
             }
         }
-        self.units += 1;
+        self.units += units;
     }
 
     /// The counts per unit (means: equal units give whole numbers), with `launches_by_kernel`

@@ -96,6 +96,7 @@ fn generation_validates_its_request_and_stops_at_the_stop_token() {
             ..Default::default()
         },
         stop_token,
+        on_device: true,
     };
     let out = generate(&model, &[1, 2, 3], &greedy(5, None), &device).unwrap();
     let stop = out[2];

@@ -28,6 +28,7 @@ fn merged_and_dispatching_models_match_the_structured_one() {
                 ..Default::default()
             },
             stop_token: None,
+            on_device: false,
         };
         let prompt: Vec<u32> = ids.iter().map(|&t| t as u32).collect();
         let g1 = generate(&model, &prompt, &gen, &device).unwrap();

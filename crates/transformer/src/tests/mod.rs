@@ -149,4 +149,5 @@ mod cache;
 mod generation;
 mod learning;
 mod merge;
+mod sampling;
 mod zoo;
