@@ -1,7 +1,9 @@
 //! `strata bench decode`: decoding throughput of a zoo model in three forms (structured,
 //! pre-merged dense, and dispatching by token count) at several batch sizes, one JSON line per
-//! batch size; tokens are sampled on the device as `generate` does, and on the CUDA driver
-//! stand-in the driver's counts per token are reported. The pre-merge dispatch threshold's default comes from this measurement.
+//! batch size. Tokens are chosen as `generate` chooses them (`--sample-on`: on the device on a
+//! GPU backend, on the host on a CPU backend); on the CUDA driver stand-in the driver's counts
+//! per token are reported. The pre-merge dispatch threshold's default comes from this
+//! measurement.
 
 use std::time::Instant;
 
