@@ -27,7 +27,7 @@ pub(crate) const STEPS: &[&[&str]] = &[
         "cli",
         "--all-targets",
         "--features",
-        "cuda,wgpu",
+        "cuda,wgpu,browser",
         "--",
         "-D",
         "warnings",
@@ -38,8 +38,9 @@ pub(crate) const STEPS: &[&[&str]] = &[
 ];
 
 /// After the examples (built by `cargo test --workspace`): wgpu for real (needs a Vulkan
-/// driver: mesa-vulkan-drivers on Debian), and CUDA on the driver stand-in (crates/cuda-sim,
-/// set up first: `cargo xtask cuda-sim env`) in the same build.
+/// driver: mesa-vulkan-drivers on Debian), CUDA on the driver stand-in (crates/cuda-sim, set up
+/// first: `cargo xtask cuda-sim env`) and the report page in headless Chromium (Debian's
+/// chromium) in the same build.
 pub(crate) const GPU_STEPS: &[&[&str]] = &[
     &[
         "cargo",
@@ -49,7 +50,7 @@ pub(crate) const GPU_STEPS: &[&[&str]] = &[
         "-p",
         "cli",
         "--features",
-        "trainer/test-wgpu,cli/wgpu,cli/cuda",
+        "trainer/test-wgpu,cli/wgpu,cli/cuda,cli/browser",
     ],
     // Kernel compilation counts with SPIR-V (compiled kernels persist in the cache folder).
     &[

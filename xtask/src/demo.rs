@@ -2,7 +2,8 @@
 //! the default corpus, trains a small structured model with self-guided training on the CPU
 //! (bounded time), evaluates it, prints a summary and a generated sample, and leaves the run
 //! folder (metrics.jsonl, loss.svg, checkpoints). `--compare` trains dense, LowRank and
-//! LowRank + SGT at equal training FLOPs and prints them side by side.
+//! LowRank + SGT at equal training FLOPs, prints them side by side, and draws them: a chart of
+//! validation loss against training FLOPs (`strata plot`) and a report page (`strata report`).
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -221,6 +222,7 @@ fn compare(o: &Options) -> Result<()> {
         ),
     ];
     let mut rows = Vec::new();
+    let mut folders = Vec::new();
     for (label, model, steps, sgt, slug) in &runs {
         let out = format!("{}-compare-{slug}", o.out);
         let steps_s = steps.to_string();
@@ -231,6 +233,7 @@ fn compare(o: &Options) -> Result<()> {
         eprintln!("==> {label}: {steps} base steps");
         let s = summary(&strata_output(&args)?)?;
         let e: Value = evaluate(&out)?;
+        folders.push(out.clone());
         rows.push((label.clone(), s, e, out));
     }
     println!("\n=== strata demo --compare: equal training FLOPs ({budget:.3e} planned) on the State of the Union addresses ===");
@@ -250,5 +253,18 @@ fn compare(o: &Options) -> Result<()> {
             e["ppl"].as_f64().unwrap_or(f64::NAN),
         );
     }
+    draw(o, &folders)
+}
+
+/// The comparison's chart (validation loss against training FLOPs) and report page, beside
+/// the run folders.
+fn draw(o: &Options, folders: &[String]) -> Result<()> {
+    let chart = format!("{}-compare.svg", o.out);
+    let page = format!("{}-compare.html", o.out);
+    let runs: Vec<&str> = folders.iter().map(String::as_str).collect();
+    strata_output(&[&["plot"], runs.as_slice(), &["--out", &chart]].concat())?;
+    let prompt = ["--prompt", "Fellow citizens", "--sample-tokens", "40"];
+    strata_output(&[&["report"], runs.as_slice(), &["--out", &page], &prompt[..]].concat())?;
+    println!("chart: {chart}\nreport: {page} (open it in a browser)");
     Ok(())
 }

@@ -263,6 +263,57 @@ fn guided<B: Backend>(model: &transformer::Transformer<B>) -> bool {
 
 pub fn generate_text(args: GenerateArgs) -> Result<()> {
     let dir = checkpoint::resolve(&args.checkpoint)?;
+    let threshold = if args.merged {
+        usize::MAX
+    } else {
+        args.premerge_threshold
+            .unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
+    };
+    let how = Decoding {
+        backend: args.backend,
+        threshold,
+        precision: args.precision,
+    };
+    let sampling = args.sampling.config(args.seed);
+    let out = continue_prompt(dir, &args.prompt, args.max_tokens, sampling, how)?;
+    if args.json {
+        let json =
+            serde_json::json!({"prompt_ids": out.prompt_ids, "ids": out.ids, "text": out.text});
+        println!("{json}");
+    } else {
+        println!("{}{}", args.prompt, out.text);
+    }
+    Ok(())
+}
+
+/// Where and how a checkpoint decodes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Decoding {
+    pub backend: BackendKind,
+    /// Calls with at most this many tokens use the merged model.
+    pub threshold: usize,
+    pub precision: Precision,
+}
+
+/// A prompt continued by a checkpoint.
+pub(crate) struct Continuation {
+    /// The prompt's token ids.
+    pub prompt_ids: Vec<u32>,
+    /// The generated ids, without the end-of-text token.
+    pub ids: Vec<u32>,
+    /// Their text.
+    pub text: String,
+}
+
+/// `prompt` continued by the checkpoint in `dir` (which must hold its tokenizer) with at most
+/// `max_tokens` new tokens.
+pub(crate) fn continue_prompt(
+    dir: PathBuf,
+    prompt: &str,
+    max_tokens: usize,
+    sampling: SamplingConfig,
+    how: Decoding,
+) -> Result<Continuation> {
     let tok_path = dir.join(TOKENIZER);
     if !tok_path.is_file() {
         bail!(
@@ -271,53 +322,41 @@ pub fn generate_text(args: GenerateArgs) -> Result<()> {
         );
     }
     let tokenizer = load_tokenizer(&tok_path)?;
-    let prompt = tokenizer
-        .encode(args.prompt.as_str(), false)
+    let prompt_ids = tokenizer
+        .encode(prompt, false)
         .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
         .get_ids()
         .to_vec();
-    if prompt.is_empty() {
+    if prompt_ids.is_empty() {
         bail!("the prompt is empty");
     }
     let config = GenerateConfig {
-        max_new_tokens: args.max_tokens,
-        sampling: args.sampling.config(args.seed),
+        max_new_tokens: max_tokens,
+        sampling,
         stop_token: find_eot(&tokenizer, None).ok(),
         // Tokens are chosen where the logits are: on a GPU, one id is read back per token.
-        on_device: args.backend.is_gpu(),
+        on_device: how.backend.is_gpu(),
     };
     config.sampling.validate()?;
-    let threshold = if args.merged {
-        usize::MAX
-    } else {
-        args.premerge_threshold
-            .unwrap_or(DEFAULT_DISPATCH_THRESHOLD)
+    let job = Generate {
+        dir,
+        prompt: prompt_ids.clone(),
+        config,
+        threshold: how.threshold,
+        precision: how.precision,
     };
-    let prompt_ids = prompt.clone();
-    let ids = dispatch(
-        args.backend,
-        Generate {
-            dir,
-            prompt,
-            config,
-            threshold,
-            precision: args.precision,
-        },
-    )?;
-    let ids: Vec<u32> = ids
+    let ids: Vec<u32> = dispatch(how.backend, job)?
         .into_iter()
         .filter(|&t| Some(t) != config.stop_token)
         .collect();
     let text = tokenizer
         .decode(&ids, true)
         .map_err(|e| anyhow::anyhow!("cannot decode: {e}"))?;
-    if args.json {
-        let out = serde_json::json!({"prompt_ids": prompt_ids, "ids": ids, "text": text});
-        println!("{out}");
-    } else {
-        println!("{}{}", args.prompt, text);
-    }
-    Ok(())
+    Ok(Continuation {
+        prompt_ids,
+        ids,
+        text,
+    })
 }
 
 struct Generate {

@@ -10,6 +10,7 @@ mod interop;
 mod memory;
 mod nodes;
 mod progress;
+mod report;
 mod signals;
 mod train;
 mod watchdog;
@@ -59,6 +60,14 @@ enum Command {
     /// Serve the coordinator of multi-node training runs (`strata train --nodes N
     /// --coordinator HOST:PORT --external-coordinator`).
     Coordinator(nodes::CoordinatorArgs),
+    /// Several runs on one chart: validation loss against training FLOPs by default.
+    Plot(report::PlotArgs),
+    /// Scaling laws: L(C) = E + A * C^-alpha fitted to each family of runs, with bootstrap
+    /// intervals and residuals.
+    Fit(report::FitArgs),
+    /// One self-contained HTML page comparing runs: a table, the charts, the fits, the
+    /// settings that differ, a sample from each.
+    Report(report::ReportArgs),
     /// Benchmarks, printed as JSON lines.
     Bench {
         #[command(subcommand)]
@@ -96,6 +105,9 @@ fn main() {
         Command::Convert(args) => interop::convert(args),
         Command::Export { command } => interop::export(command),
         Command::Coordinator(args) => nodes::coordinator(args),
+        Command::Plot(args) => report::plot(args),
+        Command::Fit(args) => report::fit(args),
+        Command::Report(args) => report::report(args),
         Command::Bench { command } => bench::run(command),
     };
     if let Err(e) = result {

@@ -1,11 +1,13 @@
 //! strata's test harness (a dev-dependency, and `cargo xtask chaos`'s), one module per
 //! concern: the test backends and their seeding ([`backend`]), reading values back and
 //! comparing them ([`compare`]), the one shrunk model configuration ([`model`]), self-cleaning
-//! scratch folders ([`scratch`]), small generated text corpora ([`corpus`]) and the
-//! kill-anywhere harness ([`chaos`]). Without the default `burn` feature only the last four.
+//! scratch folders ([`scratch`]), small generated text corpora ([`corpus`]), the
+//! kill-anywhere harness ([`chaos`]) and pages opened in a headless browser ([`browser`]).
+//! Without the default `burn` feature only the last five.
 
 #[cfg(feature = "burn")]
 pub mod backend;
+pub mod browser;
 pub mod chaos;
 #[cfg(feature = "burn")]
 pub mod compare;

@@ -14,7 +14,7 @@ use crate::distributed::peers::Peers;
 use crate::error::TrainError;
 use crate::run::cadence::{Cadence, Due};
 use crate::run::checkpoint::{self, TrainState};
-use crate::run::metrics::{loss_svg, MetricsLog, StepRecord};
+use crate::run::metrics::{MetricsLog, StepRecord};
 use crate::run::readback::Pending;
 use crate::run::report::{Event, Observer, Summary};
 use corpus::WindowLoader;
@@ -198,11 +198,14 @@ impl<B: AutodiffBackend> Run<'_, B> {
         )?)
     }
 
-    /// `loss.svg` from the records so far (node 0).
+    /// `loss.svg` from the records so far (node 0); none while no record has a finite loss
+    /// (a chart that cannot be drawn does not stop the run).
     fn write_plot(&self) -> Result<(), TrainError> {
         if let Some(metrics) = &self.metrics {
-            let svg = loss_svg(metrics.records(), &self.config.model_name);
-            write_atomic(&self.dir.plot(), svg.as_bytes())?;
+            let chart = results::plot::run_chart(metrics.records(), &self.config.model_name);
+            if let Ok(svg) = chart.svg() {
+                write_atomic(&self.dir.plot(), svg.as_bytes())?;
+            }
         }
         Ok(())
     }
