@@ -15,10 +15,10 @@ use crate::strata_output;
 const MODEL: &str = "tiny-lowrank-r32";
 const DENSE: &str = "tiny-dense";
 const STEPS: u64 = 700;
-const SGT_RATIO: f64 = 0.3;
+pub(crate) const SGT_RATIO: f64 = 0.3;
 const BATCH: u64 = 8;
 const SEQ: u64 = 128;
-const LR: &str = "2e-3";
+pub(crate) const LR: &str = "2e-3";
 /// Dense steps of `--compare`; the others get the same FLOPs.
 const COMPARE_DENSE_STEPS: u64 = 240;
 
@@ -172,7 +172,7 @@ fn evaluate(run: &str) -> Result<Value> {
 
 /// Training FLOPs of one step of `name` (paper formula, from `strata zoo show --json` at the
 /// model's context, which is SEQ), with guides when `guides`.
-fn step_flops(name: &str, guides: bool) -> Result<f64> {
+pub(crate) fn step_flops(name: &str, guides: bool) -> Result<f64> {
     let shown: Value =
         serde_json::from_str(strata_output(&["zoo", "show", name, "--json"])?.trim())
             .context("cannot read strata zoo show's output")?;

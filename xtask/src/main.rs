@@ -1,5 +1,5 @@
 //! Project automation: `cargo xtask ci` (the checks CI runs), `tidy` (as a test), `chaos`,
-//! `cuda-sim env`, `data sotu`, `forks`, `imports`, `demo` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
+//! `cuda-sim env`, `data sotu`, `forks`, `imports`, `demo`, `study` and `gpu-kit`. One module per command; the work itself lives in the library crates and the
 //! `strata` binary (benchmarks are `strata bench ...`), so xtask builds without burn.
 
 mod chaos;
@@ -10,6 +10,7 @@ mod demo;
 mod forks;
 mod gpu_kit;
 mod imports;
+mod study;
 mod tidy;
 
 use std::path::PathBuf;
@@ -55,6 +56,9 @@ enum Task {
     /// Check that no crate of ours has a circle of imports among its modules (also a tidy
     /// test).
     Imports,
+    /// The small study of docs/results.md: dense, LowRank and LowRank + self-guided training
+    /// at equal FLOPs at four sizes, trained side by side, then plotted, fitted and reported.
+    Study(study::Options),
 }
 
 fn main() {
@@ -75,6 +79,7 @@ fn run(command: Task) -> Result<()> {
         Task::Forks(c) => forks::run(&c),
         Task::GpuKit { out } => gpu_kit::run(&out),
         Task::Imports => imports::run(),
+        Task::Study(o) => study::run(&o),
     }
 }
 

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 use transformer::accounting::{forward_flops, params};
-use transformer::zoo::{Zoo, ZooEntry};
+use transformer::zoo::{resolve_model, Zoo, ZooEntry};
 
 #[derive(Subcommand, Debug)]
 pub enum ZooCommand {
@@ -16,7 +16,8 @@ pub enum ZooCommand {
     },
     /// Show one model: its parameters, FLOPs and full configuration.
     Show {
-        /// The model's zoo name (e.g. s-lowrank-r192).
+        /// The model's zoo name (e.g. s-lowrank-r192), or a model file (.json, or .toml with
+        /// the config's fields at top level).
         name: String,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -28,7 +29,7 @@ pub fn run(command: ZooCommand) -> Result<()> {
     let zoo = Zoo::builtin()?;
     match command {
         ZooCommand::List { json } => list(&zoo, json),
-        ZooCommand::Show { name, json } => show(zoo.get(&name)?, json),
+        ZooCommand::Show { name, json } => show(&resolve_model(&zoo, &name)?, json),
     }
 }
 

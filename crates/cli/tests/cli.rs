@@ -28,6 +28,23 @@ fn zoo_show_json_follows_the_contract() {
 }
 
 #[test]
+fn zoo_show_takes_a_model_file_too() {
+    let dir = scratch("zoo-file");
+    let shown = stdout_json(&strata(&["zoo", "show", "tiny-lowrank-r32", "--json"]));
+    let file = dir.join("mine.json");
+    std::fs::write(&file, shown["config"].to_string()).unwrap();
+    let from_file = stdout_json(&strata(&["zoo", "show", file.to_str().unwrap(), "--json"]));
+    assert_eq!(from_file["name"], "mine");
+    assert_eq!(from_file["params"], shown["params"]);
+    assert_eq!(from_file["flops"], shown["flops"]);
+    std::fs::write(&file, "{\"d_model\": 8}").unwrap();
+    fails_with(
+        strata(&["zoo", "show", file.to_str().unwrap()]),
+        "mine.json",
+    );
+}
+
+#[test]
 fn zoo_show_counts_the_guides_while_guided() {
     let flops =
         |name: &str| stdout_json(&strata(&["zoo", "show", name, "--json"]))["flops"].clone();

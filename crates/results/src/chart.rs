@@ -51,8 +51,9 @@ pub struct Chart {
 /// Size of the drawing, pixels.
 pub const SIZE: (u32, u32) = (960, 560);
 
-/// A colour-blind-safe palette (Okabe and Ito), then darker repeats.
-const PALETTE: [RGBColor; 8] = [
+/// A colour-blind-safe palette (Okabe and Ito), then four darker colours; the thirteenth curve
+/// takes the first colour again.
+const PALETTE: [RGBColor; 12] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -61,6 +62,10 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(86, 180, 233),
     RGBColor(120, 120, 120),
     RGBColor(0, 0, 0),
+    RGBColor(140, 30, 30),
+    RGBColor(60, 60, 150),
+    RGBColor(90, 110, 20),
+    RGBColor(130, 60, 130),
 ];
 
 /// The colour of palette entry `i`.
@@ -109,6 +114,8 @@ impl Chart {
             .y_desc(&self.y_title)
             .x_label_formatter(&|v| tick(*v))
             .y_label_formatter(&|v| tick(*v))
+            .x_labels(6)
+            .y_labels(8)
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(BLACK.mix(0.04))

@@ -120,26 +120,21 @@ impl Run {
         s
     }
 
-    /// The family a scaling fit groups the run in: its structure's kinds and the share of the
-    /// dense FFN's weights it keeps (to 5%), not its sizes, and whether it is self-guided.
+    /// The family a scaling fit groups the run in: its FFN structure's kinds and the share of
+    /// the dense weights its structured FFN layers keep (to 5%), not its sizes (width, depth,
+    /// a first layer kept dense), and whether it is self-guided.
     pub fn family(&self) -> String {
         let ffn = &self.model.ffn;
-        let mut dense = self.model.clone();
-        dense.ffn.fc1 = Structure::Dense;
-        dense.ffn.fc2 = Structure::Dense;
-        dense.self_guided = false;
-        let mut bare = self.model.clone();
-        bare.self_guided = false;
-        let share = params(&bare).ffn_weights as f64 / params(&dense).ffn_weights.max(1) as f64;
-        let mut family = if share > 0.999 {
-            "dense".to_string()
-        } else {
-            let kinds = if ffn.fc1.name() == ffn.fc2.name() {
-                ffn.fc1.name().to_string()
-            } else {
-                format!("{}/{}", ffn.fc1.name(), ffn.fc2.name())
-            };
-            format!("{kinds} {:.0}%", (share * 20.0).round() * 5.0)
+        let mut family = match structured_ffn_share(&self.model) {
+            None => "dense".to_string(),
+            Some(share) => {
+                let kinds = if ffn.fc1.name() == ffn.fc2.name() {
+                    ffn.fc1.name().to_string()
+                } else {
+                    format!("{}/{}", ffn.fc1.name(), ffn.fc2.name())
+                };
+                format!("{kinds} {:.0}%", (share * 20.0).round() * 5.0)
+            }
         };
         if self.model.attention.q != Structure::Dense {
             family += &format!(" + {} attention", self.model.attention.q.name());
@@ -186,6 +181,22 @@ pub fn read_metrics(path: &Path) -> Result<Vec<StepRecord>, ResultsError> {
         )));
     }
     Ok(records)
+}
+
+/// The weights of the model's structured FFN layers over those of the same layers dense; none
+/// when every FFN layer is dense.
+fn structured_ffn_share(model: &TransformerConfig) -> Option<f64> {
+    let (mut kept, mut dense) = (0u64, 0u64);
+    for layer in 0..model.n_layers {
+        for place in model.places().into_iter().filter(|p| !p.is_attention()) {
+            let linear = model.linear(layer, place);
+            if linear.structure != Structure::Dense {
+                kept += linear.weight_params();
+                dense += (linear.d_in * linear.d_out) as u64;
+            }
+        }
+    }
+    (dense > 0).then(|| kept as f64 / dense as f64)
 }
 
 fn sized(s: &Structure) -> String {

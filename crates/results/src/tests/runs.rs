@@ -45,8 +45,11 @@ fn sizes_of_one_structure_share_a_family_and_ratios_do_not() {
     wider.model.d_ff *= 2;
     wider.model.ffn.fc1 = structured_linear::Structure::LowRank { rank: 64 };
     wider.model.ffn.fc2 = structured_linear::Structure::LowRank { rank: 64 };
+    // Deeper too: the first layer kept dense does not move it to another family.
+    wider.model.n_layers += 2;
     let wider = Run::load(&wider.write(&dir, "wider")).unwrap();
     assert_eq!(r32.family(), wider.family());
+    assert_eq!(r32.family(), "lowrank 30%");
     assert!(wider.params > r32.params);
 }
 
