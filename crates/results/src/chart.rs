@@ -1,6 +1,7 @@
 //! A chart of several curves drawn with plotters as SVG: logarithmic axes where the data spans
 //! decades, round ticks, a legend, and shaded spans (a run's self-guided phase).
 
+use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -214,8 +215,33 @@ impl Span {
         (self.lo - pad..self.hi + pad).into()
     }
 
-    fn logarithmic(&self) -> LogCoord<f64> {
-        (self.lo / 1.15..self.hi * 1.15).log_scale().into()
+    /// A logarithmic axis labelled at 1, 2 and 5 times each power of ten (1 and 3 over more than
+    /// two decades, powers of ten alone over more than four), with a light line at every
+    /// integer multiple.
+    fn logarithmic(&self) -> WithKeyPoints<LogCoord<f64>> {
+        let (lo, hi) = (self.lo / 1.15, self.hi * 1.15);
+        let decades = (hi / lo).log10();
+        let labelled: &[u32] = match decades {
+            d if d > 4.0 => &[1],
+            d if d > 2.0 => &[1, 3],
+            _ => &[1, 2, 5],
+        };
+        let (mut bold, mut light) = (Vec::new(), Vec::new());
+        let mut power = 10f64.powf(lo.log10().floor());
+        while power <= hi {
+            for m in 1..10u32 {
+                let v = power * f64::from(m);
+                if (lo..=hi).contains(&v) {
+                    light.push(v);
+                    if labelled.contains(&m) {
+                        bold.push(v);
+                    }
+                }
+            }
+            power *= 10.0;
+        }
+        let axis: LogCoord<f64> = (lo..hi).log_scale().into();
+        axis.with_key_points(bold).with_light_points(light)
     }
 }
 
