@@ -170,9 +170,9 @@ fn evaluate(run: &str) -> Result<Value> {
     serde_json::from_str(out.trim()).context("cannot read strata eval's output")
 }
 
-/// Training FLOPs of one step of `name` (paper formula, from `strata zoo show --json` at the
-/// model's context, which is SEQ), with guides when `guides`.
-pub(crate) fn step_flops(name: &str, guides: bool) -> Result<f64> {
+/// Training FLOPs of one step of `name` (paper formula, from one `strata zoo show --json` at
+/// the model's context, which is SEQ): without guides, and with every guide evaluated.
+pub(crate) fn step_flops(name: &str) -> Result<(f64, f64)> {
     let shown: Value =
         serde_json::from_str(strata_output(&["zoo", "show", name, "--json"])?.trim())
             .context("cannot read strata zoo show's output")?;
@@ -183,25 +183,32 @@ pub(crate) fn step_flops(name: &str, guides: bool) -> Result<f64> {
             flops["seq_len"]
         );
     }
-    let key = if guides {
-        "forward_per_token_guided"
-    } else {
-        "forward_per_token"
+    let per_step = |key: &str| {
+        flops[key]
+            .as_f64()
+            .map(|f| 3.0 * (BATCH * SEQ) as f64 * f)
+            .with_context(|| format!("strata zoo show {name}: no flops.{key}"))
     };
-    let f = flops[key]
-        .as_f64()
-        .with_context(|| format!("strata zoo show {name}: no flops.{key}"))?;
-    Ok(3.0 * (BATCH * SEQ) as f64 * f)
+    Ok((
+        per_step("forward_per_token")?,
+        per_step("forward_per_token_guided")?,
+    ))
+}
+
+/// The steps of `model` that `budget` training FLOPs buy: plain, and the base N of self-guided
+/// training (fixedflop with base N: (1 + r) N plain steps, of which r N also pay for the
+/// guides), not rounded.
+pub(crate) fn equal_flop_steps(model: &str, budget: f64) -> Result<(f64, f64)> {
+    let (plain, guided) = step_flops(model)?;
+    let extra = guided - plain;
+    let sgt_base = budget / ((1.0 + SGT_RATIO) * plain + SGT_RATIO * extra);
+    Ok((budget / plain, sgt_base))
 }
 
 fn compare(o: &Options) -> Result<()> {
-    let budget = COMPARE_DENSE_STEPS as f64 * step_flops(DENSE, false)?;
-    let plain = step_flops(MODEL, false)?;
-    let guided = step_flops(MODEL, true)?;
-    // fixedflop with base N: (1 + r) N plain steps, of which r N also pay for the guides.
-    let extra = guided - plain;
-    let lowrank_steps = (budget / plain).floor() as u64;
-    let sgt_base = (budget / ((1.0 + SGT_RATIO) * plain + SGT_RATIO * extra)).floor() as u64;
+    let budget = COMPARE_DENSE_STEPS as f64 * step_flops(DENSE)?.0;
+    let (lowrank_steps, sgt_base) = equal_flop_steps(MODEL, budget)?;
+    let (lowrank_steps, sgt_base) = (lowrank_steps.floor() as u64, sgt_base.floor() as u64);
     let limit = format!("{}", o.minutes * 60.0 / 3.0);
     let ratio = SGT_RATIO.to_string();
     let runs: Vec<(String, &str, u64, bool, &str)> = vec![

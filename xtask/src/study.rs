@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::data::prepared_dir;
-use crate::demo::{step_flops, LR, SGT_RATIO};
+use crate::demo::{equal_flop_steps, step_flops, LR, SGT_RATIO};
 use crate::{strata_binary, strata_output};
 
 /// The sizes: width (attention and FFN scale with it: 4x FFN, heads of 32) and layers.
@@ -48,10 +48,14 @@ pub fn run(o: &Options) -> Result<()> {
     crate::data::sotu(false)?;
     let models = Path::new(&o.out).join("models");
     std::fs::create_dir_all(&models)?;
+    let shown = strata_output(&["zoo", "show", "tiny-dense", "--json"])?;
+    let shown: Value =
+        serde_json::from_str(shown.trim()).context("cannot read strata zoo show's output")?;
     let mut plan = Vec::new();
     for (&(width, layers), &steps) in SIZES.iter().zip(&DENSE_STEPS) {
         plan.extend(size_runs(
             &models,
+            &shown["config"],
             width,
             layers,
             (steps as f64 * o.scale).ceil() as u64,
@@ -67,14 +71,17 @@ pub fn run(o: &Options) -> Result<()> {
 
 /// The three runs of one size at equal FLOPs: dense for `dense_steps`, LowRank and LowRank +
 /// self-guided training (fixedflop) for as many steps as the same FLOPs buy.
-fn size_runs(models: &Path, width: u64, layers: u64, dense_steps: u64) -> Result<Vec<Planned>> {
-    let dense = write_model(models, width, layers, false)?;
-    let lowrank = write_model(models, width, layers, true)?;
-    let budget = dense_steps as f64 * step_flops(&dense, false)?;
-    let plain = step_flops(&lowrank, false)?;
-    let extra = step_flops(&lowrank, true)? - plain;
-    // fixedflop with base N: (1 + r) N plain steps, of which r N also pay for the guides.
-    let sgt_base = budget / ((1.0 + SGT_RATIO) * plain + SGT_RATIO * extra);
+fn size_runs(
+    models: &Path,
+    base: &Value,
+    width: u64,
+    layers: u64,
+    dense_steps: u64,
+) -> Result<Vec<Planned>> {
+    let dense = write_model(models, base, width, layers, false)?;
+    let lowrank = write_model(models, base, width, layers, true)?;
+    let budget = dense_steps as f64 * step_flops(&dense)?.0;
+    let (lowrank_steps, sgt_base) = equal_flop_steps(&lowrank, budget)?;
     let run = |kind: &str, model: &str, steps: f64, guided| Planned {
         name: format!("d{width}-{kind}"),
         model: model.to_string(),
@@ -83,18 +90,15 @@ fn size_runs(models: &Path, width: u64, layers: u64, dense_steps: u64) -> Result
     };
     Ok(vec![
         run("dense", &dense, dense_steps as f64, false),
-        run("lowrank", &lowrank, budget / plain, false),
+        run("lowrank", &lowrank, lowrank_steps, false),
         run("lowrank-sgt", &lowrank, sgt_base, true),
     ])
 }
 
-/// The tiny family's config at `width` and `layers` (LowRank FFN of rank width / 4 when
-/// `lowrank`), written as a model file; its path.
-fn write_model(dir: &Path, width: u64, layers: u64, lowrank: bool) -> Result<String> {
-    let shown: Value =
-        serde_json::from_str(strata_output(&["zoo", "show", "tiny-dense", "--json"])?.trim())
-            .context("cannot read strata zoo show's output")?;
-    let mut config = shown["config"].clone();
+/// `base` (the tiny family's config) at `width` and `layers` (LowRank FFN of rank width / 4
+/// when `lowrank`), written as a model file; its path.
+fn write_model(dir: &Path, base: &Value, width: u64, layers: u64, lowrank: bool) -> Result<String> {
+    let mut config = base.clone();
     for (key, value) in [
         ("d_model", width),
         ("d_attn", width),

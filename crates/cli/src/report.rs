@@ -2,7 +2,7 @@
 //! one chart, fitted with a scaling law, or compared on one HTML page (the results crate does
 //! the work; the page's samples are generated here, on the CPU).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
@@ -148,6 +148,6 @@ fn sample(run: &Run, args: &ReportArgs) -> Result<Option<Sample>> {
 fn load(dirs: &[PathBuf]) -> Result<Vec<Run>> {
     Ok(dirs
         .iter()
-        .map(|d| Run::load(Path::new(d)))
+        .map(|d| Run::load(d))
         .collect::<Result<_, _>>()?)
 }
