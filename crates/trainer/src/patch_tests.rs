@@ -2,8 +2,8 @@
 //! STRATA-PATCH.md) compute what the released ones do: the one-node softmax and layer norm
 //! against their decompositions in value and gradients; sums' and means' gradients as broadcast
 //! views and a tied embedding's two gradients against values worked out by hand; and
-//! burn-flex's parallel elementwise paths, vectorised exp, in-place scatter, row-wise layout
-//! copies, uncleared product outputs, wide products and parallel fills against burn-ndarray in
+//! burn-flex's parallel elementwise paths, vectorised exp, GELU through a vectorised erf,
+//! in-place scatter, row-wise and tiled layout copies, uncleared product outputs, wide products and parallel fills against burn-ndarray in
 //! f64; and exact reciprocals in backward passes (division, logarithm, layer norm) on both CPU
 //! backends.
 
@@ -239,6 +239,56 @@ fn burn_flex_elementwise_paths_match_f64() {
     }
 }
 
+/// GELU (the erf form) of `[-8, 8)` on a transposed view and the gradient of a weighted sum
+/// of it, on burn-flex, and GELU of an input another handle still holds (so both the in-place
+/// and the copying paths run); with the inputs and weights.
+fn gelu_and_gradient(n: usize) -> [Vec<f64>; 4] {
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let data: Vec<f64> = (0..n)
+        .map(|i| ((i * 7919) % 4096) as f64 / 256.0 - 8.0)
+        .collect();
+    let x = Tensor::<B, 2>::from_data(TensorData::new(data, [n / 64, 64]), &device);
+    let weights = Tensor::<B, 2>::from_data(TensorData::new(ramp(n, 37), [64, n / 64]), &device);
+    let xg = x.clone().require_grad();
+    let y = burn::tensor::activation::gelu(xg.clone().swap_dims(0, 1));
+    let mut out = values(y.clone());
+    let grads = (y * weights.clone()).sum().backward();
+    out.extend(values(xg.grad(&grads).expect("gradient of x")));
+    let inner = x.clone().inner();
+    let kept = inner.clone();
+    out.extend(values(burn::tensor::activation::gelu(inner)));
+    let (xt, ws, xs) = (
+        values(x.clone().swap_dims(0, 1)),
+        values(weights),
+        values(x),
+    );
+    assert_eq!(values(kept), xs, "the held input was left as it was");
+    [out, xt, ws, xs]
+}
+
+#[test]
+fn burn_flex_gelu_and_its_gradient_match_f64() {
+    let gelu = |x: f64| 0.5 * x * (1.0 + libm::erf(x / 2f64.sqrt()));
+    let slope = |x: f64| {
+        let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        0.5 * (1.0 + libm::erf(x / 2f64.sqrt())) + x * pdf
+    };
+    for n in [1_024, 262_144] {
+        let [got, xt, w, x] = gelu_and_gradient(n);
+        // y = gelu(x^T); dL/dx = (w * gelu'(x^T))^T, x^T laid out as [64, n / 64].
+        let mut want: Vec<f64> = xt.iter().map(|&v| gelu(v)).collect();
+        let rows = n / 64;
+        want.extend((0..n).map(|k| {
+            let (i, j) = (k / 64, k % 64);
+            w[j * rows + i] * slope(x[k])
+        }));
+        want.extend(x.iter().map(|&v| gelu(v)));
+        // The vectorised erf is within 5e-7 of the exact one, and inputs are exact in f32.
+        assert_rel_close(&got, &want, 2e-6, "flex vs exact");
+    }
+}
+
 /// Layout copies (permuted 4-D views, innermost dimension contiguous or not, with an offset),
 /// matrix products (2-D and batched) written into memory that a freed NaN buffer just held,
 /// and zero / constant fills, at size `n` per tensor.
@@ -260,6 +310,17 @@ fn copies_products_fills<B: Backend>(n: usize) -> Vec<f64> {
             .slice([0..b, 1..t, 1..h, 0..d])
             .swap_dims(1, 2)
             .reshape([b * (h - 1) * (t - 1) * d]),
+    ));
+    // Permutations that move the contiguous dimension away from the end (BlockShuffle's
+    // shuffles, tiled copies), whole and with an offset.
+    out.extend(values(
+        x.clone().permute([3, 1, 0, 2]).reshape([b * t * h * d]),
+    ));
+    out.extend(values(
+        x.clone()
+            .slice([0..b, 1..t, 0..h, 1..d])
+            .permute([1, 3, 0, 2])
+            .reshape([b * (t - 1) * h * (d - 1)]),
     ));
     drop(Tensor::<B, 1>::full([4 * n], f64::NAN, &device));
     let q = x.clone().swap_dims(1, 2);

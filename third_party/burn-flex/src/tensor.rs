@@ -414,6 +414,14 @@ impl FlexTensor {
             );
             // SAFETY: capacity is n, and the rows above wrote every one of the n slots.
             unsafe { dst.set_len(n) };
+        } else if all_positive && n > 0 {
+            // strata patch: any other N-D layout of positive strides (a permutation that moves
+            // the contiguous dimension away from the end, BlockShuffle's shuffles) is copied in
+            // tiles, planes split over the pool, instead of one element at a time through
+            // `StridedIter`.
+            copy_nd_tiled(&mut dst.spare_capacity_mut()[..n], src, offset, shape, strides);
+            // SAFETY: capacity is n, and `copy_nd_tiled` wrote every one of the n slots.
+            unsafe { dst.set_len(n) };
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.
@@ -537,6 +545,76 @@ impl CollapsedLayout {
 /// using the collapsed layout. The merge rule assumes positive
 /// strides and will produce iteration-order-incorrect results for
 /// flipped tensors.
+/// strata patch: a raw pointer the pool's threads may share; each writes its own positions.
+struct SharedOut<E>(*mut core::mem::MaybeUninit<E>);
+// SAFETY: the jobs of `copy_nd_tiled` write disjoint positions.
+unsafe impl<E: Send> Send for SharedOut<E> {}
+// SAFETY: as above.
+unsafe impl<E: Send> Sync for SharedOut<E> {}
+
+impl<E> SharedOut<E> {
+    /// The pointer to element `i` (a method, so that closures capture the whole wrapper).
+    ///
+    /// # Safety
+    /// `i` must lie inside the buffer the pointer was taken from.
+    unsafe fn at(&self, i: usize) -> *mut core::mem::MaybeUninit<E> {
+        // SAFETY: the caller keeps `i` inside the buffer.
+        unsafe { self.0.add(i) }
+    }
+}
+
+/// strata patch: copies the N-D view `(shape, strides)` of `src` at `offset` (at least two
+/// dimensions, every stride positive, the last not 1) into `dst` in row-major order. The
+/// dimension read with the smallest stride and the last dimension form `[rows, cols]` planes,
+/// copied in 32 x 32 tiles so that the reads and the writes of a tile stay in cache; every
+/// other dimension indexes the planes, and the planes' row tiles are the jobs split over the
+/// pool.
+fn copy_nd_tiled<E: Copy + Send + Sync>(
+    dst: &mut [core::mem::MaybeUninit<E>],
+    src: &[E],
+    offset: isize,
+    shape: &[usize],
+    strides: &[isize],
+) {
+    const T: usize = 32;
+    let rank = shape.len();
+    let last = rank - 1;
+    let u = (0..last).min_by_key(|&d| strides[d]).unwrap_or(0);
+    let mut dst_strides = alloc::vec![1usize; rank];
+    for d in (0..last).rev() {
+        dst_strides[d] = dst_strides[d + 1] * shape[d + 1];
+    }
+    let outer: Vec<usize> = (0..last).filter(|&d| d != u).collect();
+    let planes: usize = outer.iter().map(|&d| shape[d]).product();
+    let (rows, cols) = (shape[u], shape[last]);
+    let (su, sl, du) = (strides[u], strides[last], dst_strides[u]);
+    let row_tiles = rows.div_ceil(T);
+    let out = SharedOut(dst.as_mut_ptr());
+    let job = |j: usize| {
+        let (mut plane, rt) = (j / row_tiles, j % row_tiles);
+        let (mut s, mut o) = (offset, 0usize);
+        for &d in outer.iter().rev() {
+            let i = plane % shape[d];
+            plane /= shape[d];
+            s += i as isize * strides[d];
+            o += i * dst_strides[d];
+        }
+        let (r0, r1) = (rt * T, (rt * T + T).min(rows));
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..r1 {
+                let (sr, or) = (s + r as isize * su, o + r * du);
+                for c in c0..(c0 + T).min(cols) {
+                    let v = src[(sr + c as isize * sl) as usize];
+                    // SAFETY: `or + c` < dst.len(), and no other job writes this position.
+                    unsafe { *out.at(or + c) = core::mem::MaybeUninit::new(v) };
+                }
+            }
+        }
+    };
+    let per_job = (rows.min(T) * cols).max(1);
+    crate::par::for_each_job(planes * row_tiles, dst.len(), per_job, &job);
+}
+
 fn collapse_for_copy(shape: &[usize], strides: &[isize]) -> CollapsedLayout {
     let mut out = CollapsedLayout {
         ndim: 0,

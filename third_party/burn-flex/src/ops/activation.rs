@@ -19,6 +19,46 @@ use crate::ops::binary::binary_op;
 use crate::ops::unary::unary_op;
 use crate::{Flex, FlexTensor, Layout};
 
+/// strata patch: GELU of an f32 tensor through [`crate::par::gelu_inplace`] (a buffer held
+/// only here) or [`crate::par::gelu_collect`].
+fn gelu_f32(mut tensor: FlexTensor) -> FlexTensor {
+    // Rebinding (not shadowing) drops the caller's handle, so a tensor already contiguous
+    // stays uniquely held and is written in place.
+    tensor = tensor.to_contiguous();
+    let n = tensor.layout().num_elements();
+    if tensor.is_unique() {
+        crate::par::gelu_inplace(&mut tensor.storage_mut::<f32>()[..n]);
+        return tensor;
+    }
+    let out = crate::par::gelu_collect(&tensor.storage::<f32>()[..n]);
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(tensor.layout().shape().clone()),
+        DType::F32,
+    )
+}
+
+/// strata patch: `grad * gelu'(x)` for f32 tensors of one shape through
+/// [`crate::par::gelu_grad_inplace`] (a gradient buffer held only here) or
+/// [`crate::par::gelu_grad_collect`].
+fn gelu_backward_f32(x: FlexTensor, mut grad: FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    // Rebinding, as in `gelu_f32`.
+    grad = grad.to_contiguous();
+    let n = x.layout().num_elements();
+    let xs = &x.storage::<f32>()[..n];
+    if grad.is_unique() {
+        crate::par::gelu_grad_inplace(&mut grad.storage_mut::<f32>()[..n], xs);
+        return grad;
+    }
+    let out = crate::par::gelu_grad_collect(&grad.storage::<f32>()[..n], xs);
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(x.layout().shape().clone()),
+        DType::F32,
+    )
+}
+
 impl ActivationOps<Flex> for Flex {
     fn relu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
         unary_op(tensor, |x: f32| x.max(0.0), |x: f64| x.max(0.0))
@@ -57,6 +97,11 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        // strata patch: f32 through the vectorised erf (`par::gelu_f32`), in place when the
+        // buffer is ours.
+        if tensor.dtype() == DType::F32 {
+            return gelu_f32(tensor);
+        }
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
@@ -69,6 +114,14 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        // strata patch: f32 through the vectorised erf and exp, written into the gradient's
+        // buffer when it is ours.
+        if x.dtype() == DType::F32
+            && grad.dtype() == DType::F32
+            && x.layout().shape() == grad.layout().shape()
+        {
+            return gelu_backward_f32(x, grad);
+        }
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
