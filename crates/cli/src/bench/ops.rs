@@ -1,6 +1,10 @@
 //! `strata bench ops`: the FFN benchmark's building blocks at its d = 1024, 2048-token shapes
 //! (one matmul of fc1, GELU in both forms, a bias add and a product on the hidden activations),
-//! to see where a CPU backend spends the time. One JSON line per backend and op, median of 5.
+//! and every matrix product of fc1's forward and backward passes for dense, LowRank (rank 256)
+//! and BlockShuffle (4 blocks), the 32% settings, in the layouts autodiff hands them over
+//! (transposed operands are views), with BlockShuffle's shuffle copy: to see where a CPU backend
+//! spends the time and how fast each product shape runs against the dense one. One JSON line
+//! per backend and op, median of 5.
 
 use std::time::Instant;
 
@@ -72,6 +76,13 @@ impl Job for Ops {
                 Box::new(|| hid.clone() * hid.clone()),
             ),
         ];
+        let products = products::<B>(&device);
+        let cases = cases
+            .into_iter()
+            .chain(products.iter().map(|(name, flops, f)| {
+                let op: Op<B> = Box::new(f);
+                (name.as_str(), *flops, op)
+            }));
         for (name, flops, f) in cases {
             let run = || -> Result<()> {
                 let y = f();
@@ -100,4 +111,96 @@ impl Job for Ops {
         }
         Ok(())
     }
+}
+
+/// A product `[.., m, k] x [.., k, n]` of fc1's passes: its label, FLOPs and operands.
+struct Product<B: Backend> {
+    label: String,
+    flops: f64,
+    lhs: Tensor<B, 3>,
+    rhs: Tensor<B, 3>,
+}
+
+/// One product of `batch` matrices; `lhs_t` / `rhs_t` give an operand as the transposed view of
+/// a contiguous tensor, as autodiff's backward pass does.
+fn product<B: Backend>(
+    pass: &str,
+    [batch, m, k, n]: [usize; 4],
+    (lhs_t, rhs_t): (bool, bool),
+    device: &B::Device,
+) -> Product<B> {
+    let normal = Distribution::Normal(0.0, 1.0);
+    let operand = |rows: usize, cols: usize, t: bool| {
+        if t {
+            Tensor::<B, 3>::random([batch, cols, rows], normal, device).swap_dims(1, 2)
+        } else {
+            Tensor::<B, 3>::random([batch, rows, cols], normal, device)
+        }
+    };
+    let side = |t: bool| if t { "^T" } else { "" };
+    Product {
+        label: format!(
+            "{pass} [{batch}x{m},{k}]{}x[{k},{n}]{}",
+            side(lhs_t),
+            side(rhs_t)
+        ),
+        flops: 2.0 * (batch * m * k * n) as f64,
+        lhs: operand(m, k, lhs_t),
+        rhs: operand(k, n, rhs_t),
+    }
+}
+
+/// fc1's products (t = 2048, d = 1024, h = 4096) for dense, LowRank r = 256 and BlockShuffle
+/// with 4 blocks (each block `[256, 256]` then `[256, 1024]`), forward and backward, and the
+/// shuffle between BlockShuffle's factors; each returns its output.
+type Case<'a, B> = (String, f64, Box<dyn Fn() -> Tensor<B, 2> + 'a>);
+
+fn products<B: Backend>(device: &B::Device) -> Vec<Case<'static, B>> {
+    let (t, d, h, r, b) = (2048, 1024, 4096, 256, 4);
+    let (q, s) = (d / b, h / b);
+    let plain = (false, false);
+    let list = [
+        product::<B>("dense fwd", [1, t, d, h], plain, device),
+        product("dense bwd dx", [1, t, h, d], (false, true), device),
+        product("dense bwd dW", [1, d, t, h], (true, false), device),
+        product("lowrank fwd xV", [1, t, d, r], plain, device),
+        product("lowrank fwd aU", [1, t, r, h], plain, device),
+        product("lowrank bwd da", [1, t, h, r], (false, true), device),
+        product("lowrank bwd dU", [1, r, t, h], (true, false), device),
+        product("lowrank bwd dx", [1, t, r, d], (false, true), device),
+        product("lowrank bwd dV", [1, d, t, r], (true, false), device),
+        product("blockshuffle fwd B1", [b, t, q, q], plain, device),
+        product("blockshuffle fwd B2", [b, t, q, s], plain, device),
+        product("blockshuffle bwd dz", [b, t, s, q], (false, true), device),
+        product("blockshuffle bwd dB2", [b, q, t, s], (true, false), device),
+    ];
+    let mut cases: Vec<Case<B>> = list
+        .into_iter()
+        .map(|p| {
+            let Product {
+                label,
+                flops,
+                lhs,
+                rhs,
+            } = p;
+            let f = move || {
+                let [batch, m, _] = lhs.dims();
+                let n = rhs.dims()[2];
+                lhs.clone().matmul(rhs.clone()).reshape([batch * m, n])
+            };
+            (label, flops, Box::new(f) as Box<dyn Fn() -> Tensor<B, 2>>)
+        })
+        .collect();
+    let y1 = Tensor::<B, 3>::random([b, t, q], Distribution::Normal(0.0, 1.0), device);
+    cases.push((
+        format!("blockshuffle shuffle copy [{b},{t},{q}]"),
+        0.0,
+        Box::new(move || {
+            y1.clone()
+                .reshape([b, t, q / b, b])
+                .permute([3, 1, 0, 2])
+                .reshape([b * t, q])
+        }),
+    ));
+    cases
 }
