@@ -117,8 +117,18 @@ fn benchmarks_print_one_json_line_per_configuration() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(ops.len(), 5);
-    assert!(ops[0]["gflops"].as_f64().unwrap() > 0.0, "{}", ops[0]);
+    // Five building blocks, fc1's thirteen products (dense, LowRank, BlockShuffle; forward
+    // and backward) and BlockShuffle's shuffle copy.
+    assert_eq!(ops.len(), 5 + 13 + 1);
+    for op in ops
+        .iter()
+        .filter(|op| op["op"].as_str().unwrap().contains("x["))
+    {
+        assert!(op["gflops"].as_f64().unwrap() > 0.0, "{op}");
+    }
+    let products = ops.iter().filter(|op| op.get("gflops").is_some()).count();
+    assert_eq!(products, 1 + 13, "{ops:?}");
+    assert!(ops[18]["op"].as_str().unwrap().contains("shuffle copy"));
     fails_with(
         strata(&["bench", "ops", "--backend", "wgpu"]),
         "CPU backends",
