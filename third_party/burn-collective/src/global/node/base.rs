@@ -94,6 +94,10 @@ where
         peers: Vec<PeerId>,
         global_params: GlobalRegisterParams,
     ) -> Result<(), GlobalCollectiveError> {
+        // strata patch: the data server was spawned in `new` and binds its port
+        // asynchronously; once registered, a peer may connect to it at once (one attempt, no
+        // retry in burn-communication), so wait until it accepts connections.
+        wait_until_listening(&global_params.node_address).await;
         let req = RemoteRequest::Register {
             node_addr: global_params.node_address,
             num_nodes: global_params.num_nodes,
@@ -205,5 +209,26 @@ where
             log::error!("Global collective client error: {err:?}");
         }
         self.data_service.close().await;
+    }
+}
+
+/// strata patch: waits (at most 10 s) until `address` (`ws://host:port[/...]`) accepts TCP
+/// connections: this node's own data server, spawned before registering. An address that
+/// cannot be parsed, or a server that never answers, is left to fail as before.
+async fn wait_until_listening(address: &Address) {
+    use std::net::ToSocketAddrs;
+    use std::time::{Duration, Instant};
+    let text = address.to_string();
+    let rest = text.split_once("://").map_or(text.as_str(), |(_, r)| r);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let Some(target) = host_port.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
