@@ -135,9 +135,10 @@ impl<B: Backend> BlockShuffle<B> {
     }
 }
 
-/// The shuffle of docs/reference.md §1 step 2 on a batch: `[b, n, q]` with `y[i, n, j]` = element
-/// `f = i*q + j` to `[b, n, q]` with `z[c, n, m]` = element `f = m*b + c`.
-fn shuffle<B: Backend>(y: Tensor<B, 3>) -> Tensor<B, 3> {
+/// BlockShuffle's shuffle between its two block products (docs/reference.md §1 step 2) on a
+/// batch: `[b, n, q]` with `y[i, n, j]` = element `f = i*q + j` to `[b, n, q]` with
+/// `z[c, n, m]` = element `f = m*b + c`. Public for benchmarks (`strata bench ops`).
+pub fn shuffle<B: Backend>(y: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, n, q] = y.dims();
     if q.is_multiple_of(b) {
         // j = j1*b + c, so m = i*(q/b) + j1: one permutation, no intermediate copy.

@@ -27,7 +27,7 @@ mod linear;
 pub use config::{block_shuffle_inner, Init, Structure, StructuredLinearConfig};
 pub use error::{ConfigError, LayerError};
 pub use guided::SelfGuided;
-pub use layers::{BlockDense, BlockShuffle, Dense, LowRank};
+pub use layers::{shuffle, BlockDense, BlockShuffle, Dense, LowRank};
 pub use linalg::singular_values;
 pub use linear::StructuredLinear;
 

@@ -203,15 +203,8 @@ pub fn exp_f32(x: f32) -> f32 {
     if x < EXP_LO { 0.0 } else { y }
 }
 
+#[inline(always)]
 fn exp_slice_generic(xs: &mut [f32]) {
-    for x in xs.iter_mut() {
-        *x = exp_f32(*x);
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_slice_avx2(xs: &mut [f32]) {
     for x in xs.iter_mut() {
         *x = exp_f32(*x);
     }
@@ -226,15 +219,27 @@ fn has_avx2() -> bool {
     })
 }
 
-/// `x = e^x` over a slice, vectorised (AVX2 when the CPU has it).
-fn exp_slice(xs: &mut [f32]) {
+/// Runs `kernel(arg)` compiled for AVX2 + FMA when the CPU has them (the kernel, marked
+/// `#[inline(always)]`, is inlined into a function built with those features, where its loop
+/// vectorises 8 wide), as it is otherwise.
+#[inline(always)]
+fn vectorised<A>(kernel: impl Fn(A), arg: A) {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     if has_avx2() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<A>(kernel: impl Fn(A), arg: A) {
+            kernel(arg)
+        }
         // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { exp_slice_avx2(xs) };
+        unsafe { avx2(kernel, arg) };
         return;
     }
-    exp_slice_generic(xs)
+    kernel(arg)
+}
+
+/// `x = e^x` over a slice, vectorised (AVX2 when the CPU has it).
+fn exp_slice(xs: &mut [f32]) {
+    vectorised(exp_slice_generic, xs)
 }
 
 /// `x = e^x` over a buffer, in parallel chunks when large enough.
@@ -245,13 +250,7 @@ pub fn exp_inplace(xs: &mut [f32]) {
 /// `src.map(e^x).collect()`, in parallel chunks when large enough.
 pub fn exp_collect(src: &[f32]) -> alloc::vec::Vec<f32> {
     collect_chunks(src.len(), |start, chunk| {
-        let src = &src[start..start + chunk.len()];
-        for (o, &x) in chunk.iter_mut().zip(src) {
-            *o = MaybeUninit::new(x);
-        }
-        // SAFETY: every slot of `chunk` was written just above.
-        let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
-        exp_slice(chunk);
+        exp_slice(write_copy(chunk, &src[start..start + chunk.len()]))
     })
 }
 
@@ -305,45 +304,21 @@ fn gelu_slice_generic(xs: &mut [f32]) {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_slice_avx2(xs: &mut [f32]) {
-    gelu_slice_generic(xs)
-}
-
 /// `x = gelu(x)` over a slice, vectorised (AVX2 when the CPU has it).
 fn gelu_slice(xs: &mut [f32]) {
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { gelu_slice_avx2(xs) };
-        return;
-    }
-    gelu_slice_generic(xs)
+    vectorised(gelu_slice_generic, xs)
 }
 
 #[inline(always)]
-fn gelu_grad_slice_generic(g: &mut [f32], x: &[f32]) {
+fn gelu_grad_slice_generic((g, x): (&mut [f32], &[f32])) {
     for (g, &x) in g.iter_mut().zip(x) {
         *g = gelu_grad_f32(x, *g);
     }
 }
 
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_grad_slice_avx2(g: &mut [f32], x: &[f32]) {
-    gelu_grad_slice_generic(g, x)
-}
-
 /// `g = g * gelu'(x)` over a slice, vectorised (AVX2 when the CPU has it).
 fn gelu_grad_slice(g: &mut [f32], x: &[f32]) {
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    if has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked above).
-        unsafe { gelu_grad_slice_avx2(g, x) };
-        return;
-    }
-    gelu_grad_slice_generic(g, x)
+    vectorised(gelu_grad_slice_generic, (g, x))
 }
 
 /// Copies `src` into the uninitialised `dst` (same length) and returns it as initialised.

@@ -113,22 +113,18 @@ impl Job for Ops {
     }
 }
 
-/// A product `[.., m, k] x [.., k, n]` of fc1's passes: its label, FLOPs and operands.
-struct Product<B: Backend> {
-    label: String,
-    flops: f64,
-    lhs: Tensor<B, 3>,
-    rhs: Tensor<B, 3>,
-}
+/// A timed case: its label, FLOPs (0 for a copy) and the work, which returns its output.
+type Case<'a, B> = (String, f64, Box<dyn Fn() -> Tensor<B, 2> + 'a>);
 
-/// One product of `batch` matrices; `lhs_t` / `rhs_t` give an operand as the transposed view of
-/// a contiguous tensor, as autodiff's backward pass does.
+/// One product `[batch, m, k] x [batch, k, n]` of fc1's passes, timed as its label and FLOPs;
+/// `lhs_t` / `rhs_t` give an operand as the transposed view of a contiguous tensor, as
+/// autodiff's backward pass does.
 fn product<B: Backend>(
     pass: &str,
     [batch, m, k, n]: [usize; 4],
     (lhs_t, rhs_t): (bool, bool),
     device: &B::Device,
-) -> Product<B> {
+) -> Case<'static, B> {
     let normal = Distribution::Normal(0.0, 1.0);
     let operand = |rows: usize, cols: usize, t: bool| {
         if t {
@@ -138,28 +134,24 @@ fn product<B: Backend>(
         }
     };
     let side = |t: bool| if t { "^T" } else { "" };
-    Product {
-        label: format!(
-            "{pass} [{batch}x{m},{k}]{}x[{k},{n}]{}",
-            side(lhs_t),
-            side(rhs_t)
-        ),
-        flops: 2.0 * (batch * m * k * n) as f64,
-        lhs: operand(m, k, lhs_t),
-        rhs: operand(k, n, rhs_t),
-    }
+    let label = format!(
+        "{pass} [{batch}x{m},{k}]{}x[{k},{n}]{}",
+        side(lhs_t),
+        side(rhs_t)
+    );
+    let (lhs, rhs) = (operand(m, k, lhs_t), operand(k, n, rhs_t));
+    let run = move || lhs.clone().matmul(rhs.clone()).reshape([batch * m, n]);
+    (label, 2.0 * (batch * m * k * n) as f64, Box::new(run))
 }
 
 /// fc1's products (t = 2048, d = 1024, h = 4096) for dense, LowRank r = 256 and BlockShuffle
 /// with 4 blocks (each block `[256, 256]` then `[256, 1024]`), forward and backward, and the
-/// shuffle between BlockShuffle's factors; each returns its output.
-type Case<'a, B> = (String, f64, Box<dyn Fn() -> Tensor<B, 2> + 'a>);
-
+/// shuffle between BlockShuffle's factors (the layer's own function); each returns its output.
 fn products<B: Backend>(device: &B::Device) -> Vec<Case<'static, B>> {
     let (t, d, h, r, b) = (2048, 1024, 4096, 256, 4);
     let (q, s) = (d / b, h / b);
     let plain = (false, false);
-    let list = [
+    let mut cases = vec![
         product::<B>("dense fwd", [1, t, d, h], plain, device),
         product("dense bwd dx", [1, t, h, d], (false, true), device),
         product("dense bwd dW", [1, d, t, h], (true, false), device),
@@ -174,33 +166,11 @@ fn products<B: Backend>(device: &B::Device) -> Vec<Case<'static, B>> {
         product("blockshuffle bwd dz", [b, t, s, q], (false, true), device),
         product("blockshuffle bwd dB2", [b, q, t, s], (true, false), device),
     ];
-    let mut cases: Vec<Case<B>> = list
-        .into_iter()
-        .map(|p| {
-            let Product {
-                label,
-                flops,
-                lhs,
-                rhs,
-            } = p;
-            let f = move || {
-                let [batch, m, _] = lhs.dims();
-                let n = rhs.dims()[2];
-                lhs.clone().matmul(rhs.clone()).reshape([batch * m, n])
-            };
-            (label, flops, Box::new(f) as Box<dyn Fn() -> Tensor<B, 2>>)
-        })
-        .collect();
     let y1 = Tensor::<B, 3>::random([b, t, q], Distribution::Normal(0.0, 1.0), device);
     cases.push((
         format!("blockshuffle shuffle copy [{b},{t},{q}]"),
         0.0,
-        Box::new(move || {
-            y1.clone()
-                .reshape([b, t, q / b, b])
-                .permute([3, 1, 0, 2])
-                .reshape([b * t, q])
-        }),
+        Box::new(move || structured_linear::shuffle(y1.clone()).reshape([b * t, q])),
     ));
     cases
 }
