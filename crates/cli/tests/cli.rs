@@ -118,8 +118,8 @@ fn benchmarks_print_one_json_line_per_configuration() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     // Five building blocks, fc1's thirteen products (dense, LowRank, BlockShuffle; forward
-    // and backward) and BlockShuffle's shuffle copy.
-    assert_eq!(ops.len(), 5 + 13 + 1);
+    // and backward), BlockShuffle's shuffle copy and the output head's three products.
+    assert_eq!(ops.len(), 5 + 13 + 1 + 3);
     for op in ops
         .iter()
         .filter(|op| op["op"].as_str().unwrap().contains("x["))
@@ -127,8 +127,11 @@ fn benchmarks_print_one_json_line_per_configuration() {
         assert!(op["gflops"].as_f64().unwrap() > 0.0, "{op}");
     }
     let products = ops.iter().filter(|op| op.get("gflops").is_some()).count();
-    assert_eq!(products, 1 + 13, "{ops:?}");
+    assert_eq!(products, 1 + 13 + 3, "{ops:?}");
     assert!(ops[18]["op"].as_str().unwrap().contains("shuffle copy"));
+    assert!(ops[19..]
+        .iter()
+        .all(|op| op["op"].as_str().unwrap().starts_with("head ")));
     fails_with(
         strata(&["bench", "ops", "--backend", "wgpu"]),
         "CPU backends",

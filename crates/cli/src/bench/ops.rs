@@ -2,9 +2,10 @@
 //! (one matmul of fc1, GELU in both forms, a bias add and a product on the hidden activations),
 //! and every matrix product of fc1's forward and backward passes for dense, LowRank (rank 256)
 //! and BlockShuffle (4 blocks), the 32% settings, in the layouts autodiff hands them over
-//! (transposed operands are views), with BlockShuffle's shuffle copy: to see where a CPU backend
-//! spends the time and how fast each product shape runs against the dense one. One JSON line
-//! per backend and op, median of 5.
+//! (transposed operands are views), with BlockShuffle's shuffle copy, and the three products of
+//! the s models' output head in the fused loss (the tied embedding, 256 tokens): to see where a
+//! CPU backend spends the time and how fast each product shape runs against the dense one. One
+//! JSON line per backend and op, median of 5.
 
 use std::time::Instant;
 
@@ -76,7 +77,8 @@ impl Job for Ops {
                 Box::new(|| hid.clone() * hid.clone()),
             ),
         ];
-        let products = products::<B>(&device);
+        let mut products = products::<B>(&device);
+        products.extend(head_products::<B>(&device));
         let cases = cases
             .into_iter()
             .chain(products.iter().map(|(name, flops, f)| {
@@ -173,4 +175,36 @@ fn products<B: Backend>(device: &B::Device) -> Vec<Case<'static, B>> {
         Box::new(move || structured_linear::shuffle(y1.clone()).reshape([b * t, q])),
     ));
     cases
+}
+
+/// The output head's products in the fused loss (`trainer::step::loss`) of a zoo s model
+/// (256 tokens, d 768, vocab 32000, the embedding `e` tied as the head): the logits `h e^T`,
+/// `d_hidden = g e` and `d_e = g^T h`, as 2-D products like the loss's own, with `e^T` and
+/// `g^T` transposed views. They are the same in every s model (31% of s-lowrank-r192's step
+/// FLOPs at 256 tokens).
+fn head_products<B: Backend>(device: &B::Device) -> Vec<Case<'static, B>> {
+    let (t, d, v): (usize, usize, usize) = (256, 768, 32000);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let h = Tensor::<B, 2>::random([t, d], normal, device);
+    let e = Tensor::<B, 2>::random([v, d], normal, device);
+    let g = Tensor::<B, 2>::random([t, v], normal, device);
+    let flops = 2.0 * (t * d * v) as f64;
+    let (h2, e2, g2) = (h.clone(), e.clone(), g.clone());
+    vec![
+        (
+            format!("head logits [{t},{d}]x[{d},{v}]^T"),
+            flops,
+            Box::new(move || h.clone().matmul(e.clone().transpose())),
+        ),
+        (
+            format!("head d_hidden [{t},{v}]x[{v},{d}]"),
+            flops,
+            Box::new(move || g.clone().matmul(e2.clone())),
+        ),
+        (
+            format!("head d_e [{v},{t}]^Tx[{t},{d}]"),
+            flops,
+            Box::new(move || g2.clone().transpose().matmul(h2.clone())),
+        ),
+    ]
 }
