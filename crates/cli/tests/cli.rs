@@ -119,7 +119,7 @@ fn benchmarks_print_one_json_line_per_configuration() {
         .collect();
     // Five building blocks, fc1's thirteen products (dense, LowRank, BlockShuffle; forward
     // and backward), BlockShuffle's shuffle copy and the output head's three products.
-    assert_eq!(ops.len(), 5 + 13 + 1 + 3);
+    assert_eq!(ops.len(), 6 + 13 + 1 + 3);
     for op in ops
         .iter()
         .filter(|op| op["op"].as_str().unwrap().contains("x["))
@@ -128,8 +128,8 @@ fn benchmarks_print_one_json_line_per_configuration() {
     }
     let products = ops.iter().filter(|op| op.get("gflops").is_some()).count();
     assert_eq!(products, 1 + 13 + 3, "{ops:?}");
-    assert!(ops[18]["op"].as_str().unwrap().contains("shuffle copy"));
-    assert!(ops[19..]
+    assert!(ops[19]["op"].as_str().unwrap().contains("shuffle copy"));
+    assert!(ops[20..]
         .iter()
         .all(|op| op["op"].as_str().unwrap().starts_with("head ")));
     fails_with(

@@ -17,6 +17,7 @@ mod attention;
 mod cache;
 mod config;
 mod error;
+mod gelu;
 mod generate;
 pub mod loss;
 mod model;
@@ -32,11 +33,12 @@ pub use config::{
     Position, TransformerConfig,
 };
 pub use error::ModelError;
+pub use gelu::gelu_tanh;
 pub use generate::{
     generate, Dispatching, GenerateConfig, LanguageModel, NextToken, DEFAULT_DISPATCH_THRESHOLD,
 };
 pub use loss::{evaluate, EvalResult};
-pub use model::{gelu_tanh, Block, Ffn, HeadWeight, Norm, Transformer};
+pub use model::{Block, Ffn, HeadWeight, Norm, Transformer};
 pub use precision::Precision;
 pub use sampling::{search_shape, DeviceSampler, Sampler, SamplingConfig};
 

@@ -6,7 +6,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{relu, sigmoid, silu};
+use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use structured_linear::{SelfGuided, Structure};
@@ -15,6 +15,7 @@ use crate::attention::{Attention, PassPositions, Positions};
 use crate::cache::{KvCache, LayerCache};
 use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
 use crate::error::ModelError;
+use crate::gelu::gelu_tanh;
 use crate::place::linear;
 
 /// LayerNorm or RMSNorm.
@@ -58,17 +59,6 @@ pub struct Ffn<B: Backend> {
     /// `d_ff -> d_model`.
     pub fc2: SelfGuided<B>,
     relu: bool,
-}
-
-/// GELU, tanh approximation, written as `x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))` (the same
-/// function as `0.5 x (1 + tanh(...))`), which needs fewer passes than burn's `gelu_approximate`.
-pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    const C: f64 = 1.595_769_121_605_730_7; // 2 * sqrt(2 / pi)
-    let inner = x.clone()
-        * (x.clone() * x.clone())
-            .mul_scalar(C * 0.044_715)
-            .add_scalar(C);
-    x * sigmoid(inner)
 }
 
 impl<B: Backend> Ffn<B> {

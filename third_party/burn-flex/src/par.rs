@@ -102,7 +102,7 @@ pub fn map_inplace<E: Copy + Send>(dst: &mut [E], op: impl Fn(E) -> E + Sync + S
 /// A vector of `n` elements, each chunk of it written by `fill(start, chunk)` (in parallel when
 /// large enough); `fill` must write every slot of its chunk.
 #[inline]
-fn collect_chunks<R: Copy + Send>(
+pub fn collect_chunks<R: Copy + Send>(
     n: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<R>]) + Sync + Send,
 ) -> alloc::vec::Vec<R> {
@@ -223,7 +223,7 @@ fn has_avx2() -> bool {
 /// `#[inline(always)]`, is inlined into a function built with those features, where its loop
 /// vectorises 8 wide), as it is otherwise.
 #[inline(always)]
-fn vectorised<A>(kernel: impl Fn(A), arg: A) {
+pub fn vectorised<A>(kernel: impl Fn(A), arg: A) {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     if has_avx2() {
         #[target_feature(enable = "avx2,fma")]

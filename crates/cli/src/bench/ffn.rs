@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use clap::{Args, ValueEnum};
@@ -56,7 +56,8 @@ pub struct FfnArgs {
     /// Each sample repeats the pass until it lasts at least this long.
     #[arg(long, default_value_t = 25.0)]
     min_sample_ms: f64,
-    /// GELU form: erf (burn's native GELU) or tanh (compare with the PyTorch peer's `--gelu`).
+    /// GELU form: erf (burn's native GELU) or tanh (the s models' form, strata's `gelu_tanh`);
+    /// compare with the PyTorch peer's `--gelu`.
     #[arg(long, value_enum, default_value = "erf")]
     gelu: Gelu,
     /// Also append the JSON lines to this file.
@@ -221,7 +222,7 @@ impl<B: Backend> Ffn<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let h = self.fc1.forward(x);
         let h = if self.tanh_gelu {
-            gelu_approximate(h)
+            transformer::gelu_tanh(h)
         } else {
             gelu(h)
         };

@@ -1,11 +1,11 @@
 //! `strata bench ops`: the FFN benchmark's building blocks at its d = 1024, 2048-token shapes
-//! (one matmul of fc1, GELU in both forms, a bias add and a product on the hidden activations),
-//! and every matrix product of fc1's forward and backward passes for dense, LowRank (rank 256)
-//! and BlockShuffle (4 blocks), the 32% settings, in the layouts autodiff hands them over
-//! (transposed operands are views), with BlockShuffle's shuffle copy, and the three products of
-//! the s models' output head in the fused loss (the tied embedding, 256 tokens): to see where a
-//! CPU backend spends the time and how fast each product shape runs against the dense one. One
-//! JSON line per backend and op, median of 5.
+//! (one matmul of fc1, GELU in both forms, the tanh form as burn and as strata write it, a bias
+//! add and a product on the hidden activations), and every matrix product of fc1's forward and
+//! backward passes for dense, LowRank (rank 256) and BlockShuffle (4 blocks), the 32% settings,
+//! in the layouts autodiff hands them over (transposed operands are views), with BlockShuffle's
+//! shuffle copy, and the three products of the s models' output head in the fused loss (the
+//! tied embedding, 256 tokens): to see where a CPU backend spends the time and how fast each
+//! product shape runs against the dense one. One JSON line per backend and op, median of 5.
 
 use std::time::Instant;
 
@@ -65,6 +65,11 @@ impl Job for Ops {
                 "gelu tanh (burn gelu_approximate) [2048,4096]",
                 0.0,
                 Box::new(|| gelu_approximate(hid.clone())),
+            ),
+            (
+                "gelu tanh (strata gelu_tanh) [2048,4096]",
+                0.0,
+                Box::new(|| transformer::gelu_tanh(hid.clone())),
             ),
             (
                 "bias add [2048,4096] + [4096]",
