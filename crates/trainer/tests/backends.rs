@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{DType, Distribution, Int, Tensor, TensorData};
 use corpus::{self as data, Manifest, PrepareConfig, TokenizerSource};
 use structured_linear::{SelfGuided, Structure, StructuredLinearConfig};
 use test_support::{
@@ -26,6 +26,91 @@ use trainer::train::{
 };
 use transformer::Precision;
 use transformer::{KvCache, Transformer, TransformerConfig};
+
+/// `gpu_kernels::layer_norm` (one kernel on the GPU backend) against burn's decomposition on
+/// the CPU: rows shorter and longer than a cube, with and without the shift, and in the half
+/// types the device has.
+#[test]
+fn the_layer_norm_kernel_matches_the_cpu() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    let _seed = test_support::seeded::<Cpu>(&cpu, 11);
+    for (rows, d) in [(1, 48), (7, 300), (3, 1000)] {
+        let x = Tensor::<Cpu, 3>::random([1, rows, d], Distribution::Normal(0.5, 2.0), &cpu);
+        let gamma = Tensor::<Cpu, 1>::random([d], Distribution::Normal(1.0, 0.3), &cpu);
+        let beta = Tensor::<Cpu, 1>::random([d], Distribution::Normal(0.0, 0.3), &cpu);
+        for with_beta in [true, false] {
+            let want = values(gpu_kernels::layer_norm(
+                x.clone(),
+                gamma.clone(),
+                with_beta.then(|| beta.clone()),
+                1e-5,
+            ));
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                if !Gpu::supports_dtype(&gpu, dtype) {
+                    continue;
+                }
+                let on_gpu = |t: Tensor<Cpu, 1>| Tensor::<Gpu, 1>::from_data(t.to_data(), &gpu);
+                let xg = Tensor::<Gpu, 3>::from_data(x.to_data(), &gpu).cast(dtype);
+                let got = gpu_kernels::layer_norm(
+                    xg,
+                    on_gpu(gamma.clone()).cast(dtype),
+                    with_beta.then(|| on_gpu(beta.clone()).cast(dtype)),
+                    1e-5,
+                );
+                assert_eq!(got.dtype(), dtype);
+                let tol = if dtype == DType::F32 { 1e-4 } else { 0.05 };
+                let what = format!("{rows}x{d}, beta {with_beta}, {dtype:?}");
+                assert_close(&values(got.cast(DType::F32)), &want, tol, &what);
+            }
+        }
+    }
+}
+
+/// The layer-norm node under autodiff (the kernel forward, the two backward kernels) against
+/// burn-autodiff's node on the CPU: the output and the gradients of the input, the scale and
+/// the shift.
+#[test]
+fn the_layer_norm_node_matches_the_cpu_in_its_gradients() {
+    let (cpu, gpu) = (Default::default(), Default::default());
+    let _seed = test_support::seeded::<Cpu>(&cpu, 12);
+    let normal = |m, s| Distribution::Normal(m, s);
+    let x = Tensor::<Cpu, 3>::random([3, 3, 300], normal(0.5, 2.0), &cpu);
+    let w = Tensor::<Cpu, 3>::random([3, 3, 300], normal(0.0, 1.0), &cpu);
+    let gamma = Tensor::<Cpu, 1>::random([300], normal(1.0, 0.3), &cpu);
+    let beta = Tensor::<Cpu, 1>::random([300], normal(0.0, 0.3), &cpu);
+    for with_beta in [true, false] {
+        let inputs = (&x, &w, &gamma, with_beta.then_some(&beta));
+        let got = layer_norm_pass::<Autodiff<Gpu>>(inputs, &gpu);
+        let want = layer_norm_pass::<Autodiff<Cpu>>(inputs, &cpu);
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert_close(got, want, 2e-4, &format!("output {i}, beta {with_beta}"));
+        }
+    }
+}
+
+/// `y = layer_norm(x)` and the gradients of `sum(y * w)` with respect to `x`, gamma and (when
+/// given) beta, on `B`.
+fn layer_norm_pass<B: AutodiffBackend>(
+    (x, w, gamma, beta): (
+        &Tensor<Cpu, 3>,
+        &Tensor<Cpu, 3>,
+        &Tensor<Cpu, 1>,
+        Option<&Tensor<Cpu, 1>>,
+    ),
+    device: &B::Device,
+) -> Vec<Vec<f64>> {
+    let x = Tensor::<B, 3>::from_data(x.to_data(), device).require_grad();
+    let leaf = |t: &Tensor<Cpu, 1>| Tensor::<B, 1>::from_data(t.to_data(), device).require_grad();
+    let (gamma, beta) = (leaf(gamma), beta.map(leaf));
+    let y = gpu_kernels::layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+    let grads = (y.clone() * Tensor::from_data(w.to_data(), device))
+        .sum()
+        .backward();
+    let mut out = vec![values(y.inner()), values(x.grad(&grads).unwrap())];
+    out.push(values(gamma.grad(&grads).unwrap()));
+    out.extend(beta.map(|b| values(b.grad(&grads).unwrap())));
+    out
+}
 
 #[test]
 fn structured_layers_match_the_cpu() {

@@ -21,6 +21,7 @@ mod gelu;
 mod generate;
 pub mod loss;
 mod model;
+mod norm;
 mod place;
 pub mod precision;
 mod sampling;
@@ -38,7 +39,8 @@ pub use generate::{
     generate, Dispatching, GenerateConfig, LanguageModel, NextToken, DEFAULT_DISPATCH_THRESHOLD,
 };
 pub use loss::{evaluate, EvalResult};
-pub use model::{Block, Ffn, HeadWeight, Norm, Transformer};
+pub use model::{Block, Ffn, HeadWeight, Transformer};
+pub use norm::{LayerNorm, Norm};
 pub use precision::Precision;
 pub use sampling::{search_shape, DeviceSampler, Sampler, SamplingConfig};
 

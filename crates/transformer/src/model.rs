@@ -1,11 +1,11 @@
-//! The decoder-only transformer: norms, FFN (GELU / SwiGLU / ReLU), blocks and the model
-//! (attention is in [`crate::attention`], the KV cache in [`crate::cache`]).
+//! The decoder-only transformer: FFN (GELU / SwiGLU / ReLU), blocks and the model (attention
+//! is in [`crate::attention`], the norms in [`crate::norm`], the KV cache in [`crate::cache`]).
 //!
 //! Every linear layer is a [`SelfGuided`] structured layer (guide absent unless the config asks
 //! for self-guided training), so the model never forks per structure.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
@@ -13,41 +13,11 @@ use structured_linear::{SelfGuided, Structure};
 
 use crate::attention::{Attention, PassPositions, Positions};
 use crate::cache::{KvCache, LayerCache};
-use crate::config::{ActivationKind, NormKind, NormPlacement, Place, Position, TransformerConfig};
+use crate::config::{ActivationKind, NormPlacement, Place, Position, TransformerConfig};
 use crate::error::ModelError;
 use crate::gelu::gelu_tanh;
+use crate::norm::Norm;
 use crate::place::linear;
-
-/// LayerNorm or RMSNorm.
-#[derive(Module, Debug)]
-pub enum Norm<B: Backend> {
-    /// LayerNorm (weight and bias).
-    Layer(LayerNorm<B>),
-    /// RMSNorm (weight only).
-    Rms(RmsNorm<B>),
-}
-
-impl<B: Backend> Norm<B> {
-    fn new(kind: NormKind, d: usize, epsilon: f64, device: &B::Device) -> Self {
-        match kind {
-            NormKind::LayerNorm => {
-                Norm::Layer(LayerNormConfig::new(d).with_epsilon(epsilon).init(device))
-            }
-            NormKind::RmsNorm => {
-                Norm::Rms(RmsNormConfig::new(d).with_epsilon(epsilon).init(device))
-            }
-        }
-    }
-
-    /// # Shapes
-    /// - x: `[batch, seq, d_model]` -> same
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        match self {
-            Norm::Layer(n) => n.forward(x),
-            Norm::Rms(n) => n.forward(x),
-        }
-    }
-}
 
 /// The feed-forward network.
 #[derive(Module, Debug)]
