@@ -12,9 +12,11 @@
 //! float type the kernel handles, it registers the kernel as a custom operation of burn-fusion's
 //! stream (`gpu` module); otherwise, and on every other backend, it is burn's own operation.
 
+mod concrete;
 mod layer_norm;
 
 #[cfg(feature = "gpu")]
 mod gpu;
 
+pub use concrete::on_backend;
 pub use layer_norm::layer_norm;

@@ -7,10 +7,9 @@
 //! f32 tensors, it is one pass forward and one backward instead: a node of burn-autodiff's
 //! custom-operation API under `Autodiff<Flex>`, a plain pass on `Flex`, its loops compiled for
 //! AVX2 + FMA when the CPU has them (burn-flex's `par::vectorised`) and run in parallel chunks.
-//! The backend is recognised by its type at run time (the tensor is downcast through `Any`);
+//! The backend is recognised by its type at run time (`gpu_kernels::on_backend`);
 //! every other backend, and half precision, take the composed form.
 
-use std::any::Any;
 use std::mem::MaybeUninit;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -22,6 +21,7 @@ use burn::backend::Autodiff;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use gpu_kernels::on_backend;
 
 /// `2 sqrt(2 / pi)`.
 const C: f64 = 1.595_769_121_605_730_7;
@@ -33,11 +33,11 @@ pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if x.dtype() != DType::F32 {
         return composed(x);
     }
-    let x = match on::<Autodiff<Flex>, B, D>(x, tracked) {
+    let x = match on_backend(x, tracked::<D>) {
         Ok(y) => return y,
         Err(x) => x,
     };
-    match on::<Flex, B, D>(x, untracked) {
+    match on_backend(x, untracked::<D>) {
         Ok(y) => y,
         Err(x) => composed(x),
     }
@@ -47,23 +47,6 @@ pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 pub(crate) fn composed<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let inner = x.clone() * (x.clone() * x.clone()).mul_scalar(C3).add_scalar(C);
     x * sigmoid(inner)
-}
-
-/// `f(x)` when `B` is `T`; `x` back otherwise.
-fn on<T: Backend, B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    f: impl FnOnce(Tensor<T, D>) -> Tensor<T, D>,
-) -> Result<Tensor<B, D>, Tensor<B, D>> {
-    let boxed: Box<dyn Any> = Box::new(x);
-    match boxed.downcast::<Tensor<T, D>>() {
-        Ok(x) => {
-            let y: Box<dyn Any> = Box::new(f(*x));
-            Ok(*y.downcast::<Tensor<B, D>>().expect("B is T"))
-        }
-        Err(boxed) => Err(*boxed
-            .downcast::<Tensor<B, D>>()
-            .expect("the input keeps its type")),
-    }
 }
 
 #[inline(always)]

@@ -8,7 +8,7 @@ use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElemen
 use burn_fusion::Fusion;
 
 use super::layer_norm_ops::{cast, register, Args};
-use super::on;
+use crate::on_backend;
 
 /// The kernel when `B` is burn's CUDA or wgpu backend, with or without autodiff, and `x` is
 /// f32, f16 or bf16; the arguments back otherwise.
@@ -44,11 +44,11 @@ fn on_runtime<R: CubeRuntime, BT: BoolElement, B: Backend, const D: usize>(
     eps: f64,
 ) -> Result<Tensor<B, D>, Args<B, D>> {
     type Fused<R, BT> = Fusion<CubeBackend<R, f32, i32, BT>>;
-    let args = match on(args, |args: Args<Fused<R, BT>, D>| plain(args, eps)) {
+    let args = match on_backend(args, |args: Args<Fused<R, BT>, D>| plain(args, eps)) {
         Ok(y) => return Ok(y),
         Err(args) => args,
     };
-    on(args, |args: Args<Autodiff<Fused<R, BT>>, D>| {
+    on_backend(args, |args: Args<Autodiff<Fused<R, BT>>, D>| {
         super::layer_norm_node::tracked(args, eps)
     })
 }

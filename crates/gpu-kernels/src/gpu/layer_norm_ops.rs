@@ -44,14 +44,12 @@ where
     inputs.extend(beta.as_ref());
     let streams = OperationStreams::with_inputs(inputs);
     let out = TensorIr::uninit(client.create_empty_handle(), x.shape.clone(), x.dtype);
-    let has_beta = beta.is_some();
     let mut irs = vec![x.into_ir(), gamma.into_ir()];
     irs.extend(beta.map(|b| b.into_ir()));
     let desc = CustomOpIr::new("strata_layer_norm", &irs, &[out]);
     let op = LayerNormOp::<CubeBackend<R, F, I, BT>> {
         desc: desc.clone(),
         eps,
-        has_beta,
         _backend: PhantomData,
     };
     client
@@ -59,12 +57,12 @@ where
         .output()
 }
 
-/// The operation burn-fusion runs when its stream reaches it.
+/// The operation burn-fusion runs when its stream reaches it (inputs x, gamma and, when there
+/// is one, beta).
 #[derive(Debug)]
 struct LayerNormOp<B> {
     desc: CustomOpIr,
     eps: f64,
-    has_beta: bool,
     _backend: PhantomData<fn() -> B>,
 }
 
@@ -83,9 +81,9 @@ where
         let inputs = &self.desc.inputs;
         let x = handles.get_float_tensor::<B<R, F, I, BT>>(&inputs[0]);
         let gamma = handles.get_float_tensor::<B<R, F, I, BT>>(&inputs[1]);
-        let beta = self
-            .has_beta
-            .then(|| handles.get_float_tensor::<B<R, F, I, BT>>(&inputs[2]));
+        let beta = inputs
+            .get(2)
+            .map(|beta| handles.get_float_tensor::<B<R, F, I, BT>>(beta));
         let y = launch(x, gamma, beta, self.eps);
         handles.register_float_tensor::<B<R, F, I, BT>>(&self.desc.outputs[0].id, y);
     }
@@ -119,7 +117,6 @@ where
     let op = LayerNormBackwardOp::<CubeBackend<R, F, I, BT>> {
         desc: desc.clone(),
         eps,
-        has_beta,
         _backend: PhantomData,
     };
     let mut out = client
@@ -136,12 +133,12 @@ pub(super) type Grads<R> = (
     Option<FusionTensor<FusionCubeRuntime<R>>>,
 );
 
-/// The backward operation burn-fusion runs when its stream reaches it.
+/// The backward operation burn-fusion runs when its stream reaches it (outputs dx, dgamma and,
+/// when the norm has a shift, dbeta).
 #[derive(Debug)]
 struct LayerNormBackwardOp<B> {
     desc: CustomOpIr,
     eps: f64,
-    has_beta: bool,
     _backend: PhantomData<fn() -> B>,
 }
 
@@ -159,8 +156,8 @@ where
         type B<R, F, I, BT> = CubeBackend<R, F, I, BT>;
         let [x, gamma, dy] =
             [0, 1, 2].map(|i| handles.get_float_tensor::<B<R, F, I, BT>>(&self.desc.inputs[i]));
-        let (dx, dgamma, dbeta) = launch_backward(x, gamma, dy, self.eps, self.has_beta);
         let outs = &self.desc.outputs;
+        let (dx, dgamma, dbeta) = launch_backward(x, gamma, dy, self.eps, outs.len() == 3);
         handles.register_float_tensor::<B<R, F, I, BT>>(&outs[0].id, dx);
         handles.register_float_tensor::<B<R, F, I, BT>>(&outs[1].id, dgamma);
         if let Some(dbeta) = dbeta {

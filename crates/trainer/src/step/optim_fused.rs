@@ -9,7 +9,7 @@
 //! same order as the generic path, so the two agree to the bit (tested below). Other backends
 //! and precisions keep the generic path.
 
-use std::any::Any;
+use gpu_kernels::on_backend;
 
 use burn::backend::flex::{par, Flex, FlexTensor};
 use burn::tensor::backend::Backend;
@@ -58,24 +58,7 @@ pub(crate) fn update<B: Backend>(inputs: Inputs<B>, u: &Update) -> Result<Output
     if !f32_only {
         return Err(inputs);
     }
-    on_flex(inputs, |flex: Inputs<Flex>| update_flex(flex, u))
-}
-
-/// `f` of `input` when `I` is `IF` (the same value with `Flex` as the backend), its output as
-/// `O`; otherwise `input` back, untouched.
-fn on_flex<I: 'static, IF: 'static, O: 'static, OF: 'static>(
-    input: I,
-    f: impl FnOnce(IF) -> OF,
-) -> Result<O, I> {
-    let boxed: Box<dyn Any> = Box::new(input);
-    match boxed.downcast::<IF>() {
-        Ok(flex) => {
-            let out: Box<dyn Any> = Box::new(f(*flex));
-            // The backend is `Flex`: the downcast above just proved it.
-            Ok(*out.downcast::<O>().expect("the backend is burn-flex"))
-        }
-        Err(boxed) => Err(*boxed.downcast::<I>().expect("the input keeps its type")),
-    }
+    on_backend(inputs, |flex: Inputs<Flex>| update_flex(flex, u))
 }
 
 /// The sum of the squares of `g`'s elements (`[1]`) when `B` is burn-flex and `g` is f32, read
@@ -89,7 +72,7 @@ pub(crate) fn sum_squares<B: Backend, const D: usize>(
     if g.dtype() != DType::F32 {
         return Err(g);
     }
-    on_flex(g, sum_squares_flex::<D>)
+    on_backend(g, sum_squares_flex::<D>)
 }
 
 fn sum_squares_flex<const D: usize>(g: Tensor<Flex, D>) -> Tensor<Flex, 1> {
